@@ -1,0 +1,38 @@
+# Everything a fresh machine needs: `make test` (set-up, lint, tests) and, later, `make demo`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint pytest venv lock clean
+
+test: lint pytest
+
+venv: $(STAMP)
+
+# The virtual environment is (re)built whenever the pinned requirements or setup.py change.
+$(STAMP): requirements-lock.txt setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip==25.3 setuptools==80.9.0 wheel==0.45.1
+	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Re-resolve the pins from requirements-dev.txt (torch kept at the version torchvision is built
+# for) in a scratch environment; nothing is installed.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.2
+lock:
+	rm -rf /tmp/mvfm-lock && $(PYTHON) -m venv /tmp/mvfm-lock
+	/tmp/mvfm-lock/bin/python -m pip install --quiet pip==25.3
+	/tmp/mvfm-lock/bin/python -m pip install --quiet --dry-run --ignore-installed \
+		--report /tmp/mvfm-lock/report.json -r requirements-dev.txt $(TORCH_PINS)
+	$(PYTHON) tools/lock_requirements.py /tmp/mvfm-lock/report.json requirements-lock.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

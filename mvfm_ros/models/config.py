@@ -1,0 +1,70 @@
+"""Configuration of a multi-view model: everything needed to rebuild it, stored in checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class MVFMConfig:
+    """How to build a :class:`mvfm_ros.models.MultiViewModel`.
+
+    Attributes:
+        backbone: timm model name, optionally with a pretrained tag
+            (``vit_small_patch14_reg4_dinov2.lvd142m``).
+        img_size: size the backbone's position embedding is built for (None: timm's default).
+            Inputs of other sizes work; position embeddings are resampled.
+        backbone_kwargs: extra keyword arguments for ``timm.create_model`` (tiny test models).
+        adapter_blocks: indices of the blocks followed by an adapter (None: every block).
+        adapter_dim: width inside the adapters (None: the backbone width).
+        adapter_heads: attention heads in each adapter.
+        adapter_mlp_ratio: MLP expansion inside each adapter.
+        share_adapters: adapters after the first share one set of weights (the public code).
+        ray_dim: width of the Plücker ray embedding fed to the first adapter.
+        include_registers: register tokens join the joint attention (the CLS token never does).
+        lora_rank: rank of LoRA on the attention qkv projections (0: no LoRA).
+        lora_alpha: LoRA scaling numerator.
+    """
+
+    backbone: str
+    img_size: int | None = None
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    adapter_blocks: tuple[int, ...] | None = None
+    adapter_dim: int | None = None
+    adapter_heads: int = 8
+    adapter_mlp_ratio: float = 4.0
+    share_adapters: bool = True
+    ray_dim: int = 128
+    include_registers: bool = True
+    lora_rank: int = 0
+    lora_alpha: float = 32.0
+
+    def __post_init__(self) -> None:
+        """Normalise list-like fields so configs compare equal after a JSON round trip."""
+        if self.adapter_blocks is not None:
+            self.adapter_blocks = tuple(int(i) for i in self.adapter_blocks)
+        self.backbone_kwargs = dict(self.backbone_kwargs)
+        if self.ray_dim < 0 or self.lora_rank < 0 or self.adapter_heads <= 0:
+            raise ValueError(f'invalid adapter options in {self}')
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """Names accepted as adapter options by :func:`mvfm_ros.build_model`."""
+        return {f.name for f in dataclasses.fields(cls)} - {'backbone', 'img_size',
+                                                             'backbone_kwargs'}
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> 'MVFMConfig':
+        """Parse a JSON string written by :meth:`to_json`; unknown keys are an error."""
+        data = json.loads(text)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f'unknown model configuration keys: {sorted(unknown)}')
+        return cls(**data)

@@ -1,0 +1,235 @@
+"""The multi-view foundation model: a frozen timm ViT with multi-view adapters between blocks."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from mvfm_ros.geometry.pose import normalize_cameras
+from mvfm_ros.geometry.rays import plucker_rays
+from mvfm_ros.layers.lora import LoRALinear
+from mvfm_ros.layers.mv_adapter import MVAdapter
+from mvfm_ros.layers.ray_embed import RayEmbed
+from mvfm_ros.models.config import MVFMConfig
+from mvfm_ros.models.trunk import TokenState, Trunk
+
+_LORA_BASE = '.qkv.base.'
+
+
+class MultiViewModel(nn.Module):
+    """Frozen backbone + MV-Adapters + Plücker ray conditioning (+ optional LoRA on qkv).
+
+    Build it with :func:`mvfm_ros.build_model` or :func:`mvfm_ros.load_model`.
+
+    Args:
+        config: what to build.
+        backbone: the timm model (already holding its weights).
+        weights_source: where the backbone weights came from (a path, ``'hf-cache'`` or
+            ``'random'``); recorded in checkpoints.
+    """
+
+    def __init__(self, config: MVFMConfig, backbone: nn.Module, weights_source: str) -> None:
+        """Assemble the model; freezes the backbone."""
+        super().__init__()
+        self.config = config
+        self.weights_source = weights_source
+        self.trunk = Trunk(backbone)
+        self.trunk.requires_grad_(False)
+        self.trunk.eval()
+        if config.lora_rank:
+            self._add_lora(config.lora_rank, config.lora_alpha)
+        self.frozen_keys = frozenset(
+            f'trunk.{k}' for k in self.trunk.state_dict()
+            if not k.endswith(('.lora_a', '.lora_b')))
+
+        depth, dim = self.trunk.depth, self.trunk.embed_dim
+        blocks = config.adapter_blocks if config.adapter_blocks is not None else range(depth)
+        blocks = sorted(set(blocks))
+        if not blocks or blocks[0] < 0 or blocks[-1] >= depth:
+            raise ValueError(f'adapter_blocks {config.adapter_blocks} must lie in [0, {depth})')
+        self.adapter_blocks = tuple(blocks)
+        adapter_dim = config.adapter_dim or dim
+        self.ray_embed = (RayEmbed(self.trunk.patch_size, config.ray_dim)
+                          if config.ray_dim else None)
+
+        def make(ray_dim: int) -> MVAdapter:
+            return MVAdapter(dim, adapter_dim, config.adapter_heads, config.adapter_mlp_ratio,
+                             ray_dim)
+
+        # Adapter k follows block adapter_blocks[k]; the first one also takes the ray tokens.
+        unique = [make(config.ray_dim)]
+        if len(blocks) > 1:
+            unique += [make(0)] if config.share_adapters else [make(0) for _ in blocks[1:]]
+        self.adapters = nn.ModuleList(unique)
+        self._adapter_index = {
+            block: (0 if k == 0 else (1 if config.share_adapters else k))
+            for k, block in enumerate(blocks)
+        }
+
+    def _add_lora(self, rank: int, alpha: float) -> None:
+        for index, blk in enumerate(self.trunk.model.blocks):
+            qkv = getattr(blk.attn, 'qkv', None)
+            if not isinstance(qkv, nn.Linear):
+                raise ValueError(f'LoRA needs a fused qkv linear layer; block {index} has none')
+            blk.attn.qkv = LoRALinear(qkv, rank, alpha)
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def feature_dim(self) -> int:
+        """Channels C of the output features."""
+        return self.trunk.out_dim
+
+    @property
+    def patch_size(self) -> int:
+        """Backbone patch size in pixels; H and W of inputs must be multiples of it."""
+        return self.trunk.patch_size
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's weights."""
+        return next(self.trunk.parameters()).device
+
+    def train(self, mode: bool = True) -> 'MultiViewModel':
+        """Set training mode on the trainable parts; the frozen backbone stays in eval mode."""
+        super().train(mode)
+        self.trunk.eval()
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights that are not the frozen backbone: adapters, ray embedding, LoRA."""
+        return {k: v for k, v in self.state_dict().items() if k not in self.frozen_keys}
+
+    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
+        """Return the frozen backbone weights under their timm names (LoRA unwrapped)."""
+        prefix = 'trunk.model.'
+        return {k[len(prefix):].replace(_LORA_BASE, '.qkv.'): v
+                for k, v in self.state_dict().items()
+                if k in self.frozen_keys and k.startswith(prefix)}
+
+    def load_backbone_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load frozen backbone weights given under their timm names (strict)."""
+        own = set(self.trunk.model.state_dict())
+        renamed = {}
+        for key, value in state.items():
+            lora_key = key.replace('.qkv.', _LORA_BASE)
+            renamed[lora_key if lora_key in own else key] = value
+        missing, unexpected = self.trunk.model.load_state_dict(renamed, strict=False)
+        missing = [k for k in missing if not k.endswith(('.lora_a', '.lora_b'))]
+        if missing or unexpected:
+            raise ValueError(f'backbone weights do not fit: missing {missing[:5]}, '
+                             f'unexpected {unexpected[:5]}')
+
+    # -------------------------------------------------------------------------------- forward
+    def _check_inputs(self, images: torch.Tensor, intrinsics: torch.Tensor | None = None,
+                      cam_to_world: torch.Tensor | None = None) -> None:
+        if images.ndim != 5 or images.shape[2] != 3:
+            raise ValueError(f'images must be (B, V, 3, H, W), got {tuple(images.shape)}')
+        b, v, _, height, width = images.shape
+        p = self.patch_size
+        if height % p or width % p:
+            raise ValueError(
+                f'image size {height}x{width} is not a multiple of the patch size {p}; resize '
+                f'(and scale the intrinsics) to e.g. {height // p * p}x{width // p * p}'
+            )
+        if intrinsics is not None and tuple(intrinsics.shape) != (b, v, 3, 3):
+            raise ValueError(f'intrinsics must be ({b}, {v}, 3, 3), got {tuple(intrinsics.shape)}')
+        if cam_to_world is not None and tuple(cam_to_world.shape) != (b, v, 4, 4):
+            raise ValueError(
+                f'cam_to_world must be ({b}, {v}, 4, 4), got {tuple(cam_to_world.shape)}')
+
+    @torch.no_grad()
+    def base_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of the frozen backbone alone.
+
+        Args:
+            images: ``(B, V, 3, H, W)`` float in [0, 1].
+
+        Returns:
+            ``(B, V, C, h, w)`` with h = H / patch, w = W / patch.
+        """
+        self._check_inputs(images)
+        b, v = images.shape[:2]
+        feats = self.trunk(images.flatten(0, 1))
+        return feats.reshape(b, v, *feats.shape[1:])
+
+    def ray_tokens(self, intrinsics: torch.Tensor, cam_to_world: torch.Tensor, height: int,
+                   width: int, reference_view: int = 0) -> torch.Tensor:
+        """Embedded Plücker rays of every view, relative to ``reference_view``.
+
+        Returns:
+            ``(B * V, h * w, ray_dim)`` tokens.
+        """
+        poses = normalize_cameras(cam_to_world.float(), reference_view)
+        rays = plucker_rays(intrinsics.float(), poses, height, width)  # (B, V, 6, H, W)
+        return self.ray_embed(rays.flatten(0, 1))
+
+    def _adapt(self, adapter: MVAdapter, state: TokenState, num_views: int,
+               rays: torch.Tensor | None) -> TokenState:
+        tokens = state.tokens
+        start = self.trunk.num_prefix_tokens - (
+            self.trunk.num_register_tokens if self.config.include_registers else 0)
+        joined = tokens[:, start:]
+        if rays is not None and start < self.trunk.num_prefix_tokens:
+            # Register tokens have no ray: they get a zero ray embedding.
+            pad = rays.new_zeros(rays.shape[0], self.trunk.num_prefix_tokens - start,
+                                 rays.shape[2])
+            rays = torch.cat((pad, rays), dim=1)
+        update = adapter(joined, num_views, rays)
+        patch_start = self.trunk.num_prefix_tokens - start
+        patches = tokens[:, self.trunk.num_prefix_tokens:] + update[:, patch_start:]
+        tokens = torch.cat((tokens[:, :self.trunk.num_prefix_tokens], patches), dim=1)
+        return TokenState(tokens, state.grid, state.extra)
+
+    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_world: torch.Tensor,
+                reference_view: int = 0) -> torch.Tensor:
+        """Multi-view consistent features.
+
+        Args:
+            images: ``(B, V, 3, H, W)`` float in [0, 1].
+            intrinsics: ``(B, V, 3, 3)`` K in pixels of these images.
+            cam_to_world: ``(B, V, 4, 4)`` poses, OpenCV optical convention, any world frame.
+            reference_view: view whose camera frame the rays are expressed in.
+
+        Returns:
+            ``(B, V, C, h, w)`` features.
+        """
+        self._check_inputs(images, intrinsics, cam_to_world)
+        b, v, _, height, width = images.shape
+        if not 0 <= reference_view < v:
+            raise ValueError(f'reference_view {reference_view} is not in [0, {v})')
+        rays = None
+        if self.ray_embed is not None:
+            rays = self.ray_tokens(intrinsics, cam_to_world, height, width, reference_view)
+        state = self.trunk.embed(self.trunk.normalize(images.flatten(0, 1)))
+        for index in range(self.trunk.depth):
+            state = self.trunk.block(index, state)
+            k = self._adapter_index.get(index)
+            if k is not None:
+                state = self._adapt(self.adapters[k], state, v, rays if k == 0 else None)
+        feats = self.trunk.finish(state)
+        return feats.reshape(b, v, *feats.shape[1:])
+
+    # ---------------------------------------------------------------------------- checkpoints
+    def save(self, path: str | os.PathLike, include_backbone: bool | None = None) -> None:
+        """Write a safetensors checkpoint: trainable weights plus the configuration.
+
+        Args:
+            path: output file (``.safetensors``).
+            include_backbone: also store the frozen backbone weights. Default: only when the
+                backbone was randomly initialised (it could not be rebuilt otherwise).
+        """
+        from mvfm_ros.models.checkpoint import save_checkpoint
+
+        save_checkpoint(self, path, include_backbone)
+
+    def load_trainable(self, path: str | os.PathLike) -> None:
+        """Load adapters/rays/LoRA from a checkpoint made for this same backbone and layout.
+
+        Raises:
+            mvfm_ros.models.checkpoint.CheckpointMismatchError: the checkpoint does not fit.
+        """
+        from mvfm_ros.models.checkpoint import load_trainable
+
+        load_trainable(self, path)

@@ -1,0 +1,38 @@
+"""Build script for the mvfm_ros ament_python package (also installable with plain pip)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'mvfm_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
+        (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
+    ],
+    python_requires='>=3.10',
+    install_requires=[
+        'numpy',
+        'pyyaml',
+        'safetensors',
+        'timm>=1.0.20',
+        'torch>=2.4',
+        'torchvision',
+        'huggingface_hub',
+    ],
+    zip_safe=True,
+    maintainer='mvfm_ros maintainers',
+    maintainer_email='maintainers@mvfm-ros.dev',
+    description='Multi-view consistent vision foundation models for ROS 2.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [],
+    },
+)

@@ -1,0 +1,64 @@
+"""Package layout: package.xml, setup.py, and the rule that only the ROS layer imports rclpy."""
+
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import mvfm_ros
+
+ROOT = Path(__file__).resolve().parents[1]
+ROS_IMPORTS = ('rclpy', 'tf2_ros', 'launch', 'launch_ros', 'sensor_msgs', 'geometry_msgs',
+               'nav_msgs', 'std_msgs', 'diagnostic_msgs', 'lifecycle_msgs', 'builtin_interfaces')
+
+
+def test_package_xml_declares_the_runtime_dependencies() -> None:
+    root = ET.parse(ROOT / 'package.xml').getroot()
+    assert root.get('format') == '3'
+    assert root.findtext('name') == 'mvfm_ros'
+    assert root.find('export/build_type').text == 'ament_python'
+    deps = {e.text for e in root.findall('exec_depend')}
+    for dep in ('rclpy', 'sensor_msgs', 'geometry_msgs', 'nav_msgs', 'std_msgs',
+                'diagnostic_msgs', 'tf2_ros', 'launch_ros', 'python3-numpy', 'python3-yaml'):
+        assert dep in deps, dep
+
+
+def test_versions_agree() -> None:
+    xml_version = ET.parse(ROOT / 'package.xml').getroot().findtext('version')
+    setup_version = re.search(r"version='([^']+)'", (ROOT / 'setup.py').read_text()).group(1)
+    assert xml_version == setup_version == mvfm_ros.__version__
+
+
+def test_ament_resource_marker_exists() -> None:
+    assert (ROOT / 'resource' / 'mvfm_ros').is_file()
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split('.')[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split('.')[0])
+    return names
+
+
+def test_core_has_no_ros_imports() -> None:
+    core = [p for p in (ROOT / 'mvfm_ros').rglob('*.py') if 'ros' not in p.relative_to(
+        ROOT / 'mvfm_ros').parts[:1]]
+    assert len(core) > 10
+    offenders = {str(p.relative_to(ROOT)): sorted(_imported_modules(p) & set(ROS_IMPORTS))
+                 for p in core if _imported_modules(p) & set(ROS_IMPORTS)}
+    assert not offenders
+
+
+def test_importing_the_package_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = 'import sys, mvfm_ros; print("torch" in sys.modules)'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == 'False'
