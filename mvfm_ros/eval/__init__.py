@@ -1,0 +1,1 @@
+"""Evaluation: metrics (and, in time, the mvfm-eval runner)."""

@@ -1,0 +1,1 @@
+"""Training: the paper's losses (and, in time, the mvfm-train trainer)."""
