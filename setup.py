@@ -36,6 +36,8 @@ setup(
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'mvfm-train = mvfm_ros.train.cli:main',
+        ],
     },
 )

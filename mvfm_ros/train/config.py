@@ -1,0 +1,74 @@
+"""Training configuration, read from YAML (see ``config/train_dinov2_vits14.yaml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    """Where training samples come from."""
+
+    source: str = 'procedural'  # procedural | 7scenes | scannet | tum
+    path: str | None = None
+    num_views: int = 4
+    height: int = 224
+    width: int = 224
+    seed: int = 0
+    stride: int = 2  # frame stride of windows in RGB-D sequences
+    min_overlap: float = 0.25
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``mvfm-train`` needs; every field has the paper's value as default."""
+
+    backbone: str = 'vit_small_patch14_reg4_dinov2'
+    pretrained: bool | str = True
+    img_size: int | None = None
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    adapter: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    temperature: float = 0.02
+    reg_weight: float = 0.1
+    matches_per_sample: int = 128
+    precision: str = 'auto'  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    output: str = 'runs/train'
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> 'TrainConfig':
+        """Load a YAML file; unknown keys are an error (a typo must not train silently)."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'TrainConfig':
+        """Build from a plain dict (as read from YAML)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f'unknown training config keys {sorted(unknown)}; known: '
+                             f'{sorted(known)}')
+        data = dict(data)
+        data_cfg = data.pop('data', {}) or {}
+        unknown = set(data_cfg) - {f.name for f in dataclasses.fields(DataConfig)}
+        if unknown:
+            raise ValueError(f'unknown data config keys {sorted(unknown)}')
+        return cls(data=DataConfig(**data_cfg), **data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for YAML/JSON)."""
+        return dataclasses.asdict(self)

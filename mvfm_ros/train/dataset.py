@@ -1,0 +1,76 @@
+"""Training samples with a fixed number of correspondences, from any data source."""
+
+from __future__ import annotations
+
+import torch
+
+from mvfm_ros.data.correspondence import sample_correspondences
+from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
+from mvfm_ros.data.sample import MultiViewSample
+from mvfm_ros.train.config import DataConfig
+
+
+class MatchDataset(torch.utils.data.Dataset):
+    """Deterministic samples: item i is always the same views and correspondences.
+
+    Args:
+        config: data source settings.
+        matches: correspondences per sample (padded with ``valid = False`` rows if fewer).
+        length: number of items (procedural data is unbounded).
+    """
+
+    def __init__(self, config: DataConfig, matches: int = 128, length: int = 10**9) -> None:
+        """Open the data source."""
+        self.config = config
+        self.matches = matches
+        size = (config.height, config.width)
+        if config.source == 'procedural':
+            self.generator = SceneGenerator(config.seed, SceneConfig(*size))
+            self.sequence, self.windows, self.length = None, None, length
+        else:
+            from mvfm_ros.data import rgbd
+
+            loaders = {'7scenes': rgbd.load_7scenes, 'scannet': rgbd.load_scannet,
+                       'tum': rgbd.load_tum}
+            if config.source not in loaders:
+                raise ValueError(f'unknown data source {config.source!r}; choose procedural, '
+                                 f'{", ".join(loaders)}')
+            if not config.path:
+                raise ValueError(f'data source {config.source!r} needs data.path')
+            self.sequence = loaders[config.source](config.path)
+            self.windows = self.sequence.windows(config.num_views, config.stride,
+                                                 config.min_overlap)
+            if not self.windows:
+                raise ValueError(f'no overlapping {config.num_views}-view windows in '
+                                 f'{config.path}')
+            self.length = len(self.windows)
+
+    def __len__(self) -> int:
+        """Return the number of items."""
+        return self.length
+
+    def load(self, index: int) -> MultiViewSample:
+        """Return the multi-view sample behind item ``index``."""
+        if self.sequence is None:
+            return self.generator.sample(index, self.config.num_views)
+        window = self.windows[index % len(self.windows)]
+        return self.sequence.load(window, (self.config.height, self.config.width))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """Return images, intrinsics, poses, base-view-relative matches and their mask."""
+        sample = self.load(index)
+        rng = torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
+        views = sample.num_views
+        per_pair = -(-self.matches // (views * (views - 1)))
+        rows = sample_correspondences(sample.depth, sample.intrinsics, sample.cam_to_world,
+                                      per_pair, rng)
+        rows = rows[torch.randperm(rows.shape[0], generator=rng)[:self.matches]]
+        padded = torch.zeros(self.matches, 6)
+        padded[:rows.shape[0]] = rows
+        valid = torch.zeros(self.matches, dtype=torch.bool)
+        valid[:rows.shape[0]] = True
+        out = {'images': sample.images, 'intrinsics': sample.intrinsics,
+               'cam_to_world': sample.cam_to_world, 'matches': padded, 'valid': valid}
+        if sample.normals is not None:
+            out['normals'] = sample.normals
+        return out

@@ -1,0 +1,202 @@
+"""The adapter trainer: the paper's losses, AdamW, bf16 autocast, DDP, exact resume."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from mvfm_ros.models.factory import build_model
+from mvfm_ros.models.mvfm import MultiViewModel
+from mvfm_ros.train.config import TrainConfig
+from mvfm_ros.train.dataset import MatchDataset
+from mvfm_ros.train.losses import correspondence_loss, feature_regularizer, to_unit
+
+LOG = logging.getLogger('mvfm_ros.train')
+STATE_FILE = 'train_state.safetensors'
+MODEL_FILE = 'model.safetensors'
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def matching_loss(features: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor,
+                  image_size: tuple[int, int], temperature: float) -> torch.Tensor:
+    """Mean soft-argmax loss over a batch.
+
+    Args:
+        features: ``(B, V, C, h, w)``.
+        matches: ``(B, N, 6)`` rows (view_a, u_a, v_a, view_b, u_b, v_b) in pixels.
+        valid: ``(B, N)`` which rows are real.
+        image_size: (H, W) of the images the pixels refer to.
+        temperature: softmax temperature.
+    """
+    height, width = image_size
+    losses, weights = [], []
+    for b in range(features.shape[0]):
+        rows = matches[b][valid[b]]
+        for a_view, b_view in rows[:, [0, 3]].long().unique(dim=0).tolist():
+            sel = rows[(rows[:, 0] == a_view) & (rows[:, 3] == b_view)]
+            loss = correspondence_loss(features[b, a_view], features[b, b_view],
+                                       to_unit(sel[:, 1:3], height, width),
+                                       to_unit(sel[:, 4:6], height, width), temperature)
+            losses.append(loss * sel.shape[0])
+            weights.append(sel.shape[0])
+    if not losses:
+        return features.sum() * 0.0
+    return torch.stack(losses).sum() / sum(weights)
+
+
+class Trainer:
+    """Train the adapters of a multi-view model.
+
+    Args:
+        config: the training configuration.
+        model: an already built model (default: built from ``config``).
+    """
+
+    def __init__(self, config: TrainConfig, model: MultiViewModel | None = None) -> None:
+        """Set up model, optimiser, data and (under torchrun) the process group."""
+        self.config = config
+        self.rank, self.world = int(os.environ.get('RANK', 0)), int(
+            os.environ.get('WORLD_SIZE', 1))
+        local_rank = int(os.environ.get('LOCAL_RANK', 0))
+        cuda = torch.cuda.is_available()
+        self.device = torch.device(f'cuda:{local_rank}' if cuda else 'cpu')
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group('nccl' if cuda else 'gloo')
+        seed_everything(config.seed)
+        self.model = (model or build_model(
+            config.backbone, pretrained=config.pretrained, img_size=config.img_size,
+            backbone_kwargs=config.backbone_kwargs, **config.adapter)).to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.module = self.model
+        if self.world > 1:
+            self.module = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[local_rank] if cuda else None)
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.dataset = MatchDataset(config.data, config.matches_per_sample)
+        self.step = 0
+        precision = config.precision
+        if precision == 'auto':
+            precision = 'bf16' if cuda else 'fp32'
+        if precision not in ('bf16', 'fp32'):
+            raise ValueError(f'precision must be auto, bf16 or fp32, not {config.precision!r}')
+        self.autocast_dtype = torch.bfloat16 if precision == 'bf16' else None
+
+    # ------------------------------------------------------------------------------ batches
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """Items of this rank for ``step``: deterministic, so a resumed run sees the same data."""
+        size = self.config.batch_size
+        first = (step * self.world + self.rank) * size
+        items = [self.dataset[(first + b) % len(self.dataset)] for b in range(size)]
+        return {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]
+                if all(k in it for it in items)}
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Correspondence loss, regulariser and their weighted total."""
+        with self._autocast():
+            feats = self.module(batch['images'], batch['intrinsics'], batch['cam_to_world'])
+            base = self.model.base_features(batch['images'])
+        size = tuple(batch['images'].shape[-2:])
+        corr = matching_loss(feats.float(), batch['matches'], batch['valid'], size,
+                             self.config.temperature)
+        reg = feature_regularizer(feats, base)
+        return {'loss': corr + self.config.reg_weight * reg, 'corr': corr, 'reg': reg}
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step."""
+        self.model.train()
+        parts = self.losses(self.batch(self.step))
+        self.optimizer.zero_grad(set_to_none=True)
+        parts['loss'].backward()
+        self.optimizer.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    # ------------------------------------------------------------------------- checkpoints
+    def save_state(self, path: str | Path) -> None:
+        """Write weights, optimiser state, RNG and step (safetensors, atomic)."""
+        path = Path(path)
+        tensors = {f'model/{k}': v.detach().cpu().contiguous()
+                   for k, v in self.model.trainable_state_dict().items()}
+        optim = self.optimizer.state_dict()
+        for index, state in optim['state'].items():
+            for key, value in state.items():
+                tensors[f'optim/{index}/{key}'] = torch.as_tensor(value).cpu().contiguous()
+        tensors['rng/torch'] = torch.get_rng_state()
+        metadata = {'step': str(self.step), 'config': json.dumps(self.config.to_dict()),
+                    'param_groups': json.dumps(optim['param_groups'])}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + '.tmp')
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+
+    def load_state(self, path: str | Path) -> None:
+        """Resume from :meth:`save_state`'s file."""
+        with safe_open(str(path), framework='pt') as handle:
+            metadata = handle.metadata()
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        model = {k[len('model/'):]: v for k, v in tensors.items() if k.startswith('model/')}
+        missing = set(self.model.trainable_state_dict()) - set(model)
+        if missing:
+            raise ValueError(f"'{path}' does not fit this model: missing {sorted(missing)[:5]}")
+        self.model.load_state_dict(model, strict=False)
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith('optim/'):
+                _, index, name = key.split('/', 2)
+                state.setdefault(int(index), {})[name] = value.to(self.device)
+        self.optimizer.load_state_dict({'state': state,
+                                        'param_groups': json.loads(metadata['param_groups'])})
+        torch.set_rng_state(tensors['rng/torch'])
+        self.step = int(metadata['step'])
+
+    # ----------------------------------------------------------------------------------- fit
+    def fit(self, steps: int | None = None, resume: bool = False) -> list[dict[str, float]]:
+        """Train until ``steps`` (default: config.steps); log JSON lines; checkpoint."""
+        steps = self.config.steps if steps is None else steps
+        out = Path(self.config.output)
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / STATE_FILE).is_file():
+            self.load_state(out / STATE_FILE)
+            LOG.info('resumed from %s at step %d', out / STATE_FILE, self.step)
+        history = []
+        main = self.rank == 0
+        bar = tqdm(total=steps, initial=self.step, disable=not main, desc='train')
+        with open(out / 'log.jsonl', 'a') as log:
+            while self.step < steps:
+                start = time.perf_counter()
+                record = {'step': self.step + 1, **self.train_step(),
+                          'seconds': time.perf_counter() - start}
+                history.append(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", corr=f"{record['corr']:.4f}")
+                if main and (self.step % self.config.log_every == 0 or self.step == steps):
+                    log.write(json.dumps(record) + '\n')
+                    log.flush()
+                if main and (self.step % self.config.checkpoint_every == 0 or self.step == steps):
+                    self.save_state(out / STATE_FILE)
+                    self.model.save(out / MODEL_FILE)
+        bar.close()
+        return history
