@@ -84,3 +84,19 @@ def test_shipped_training_config_parses() -> None:
                                    'train_dinov2_vits14.yaml')
     assert config.temperature == 0.02 and config.reg_weight == 0.1 and config.batch_size == 4
     assert config.data.num_views == 4 and config.img_size == 518
+
+
+def test_torchrun_ddp_on_cpu(tmp_path: Path) -> None:
+    """Two processes under torchrun (gloo backend) train and write one checkpoint."""
+    import subprocess
+    import sys
+
+    cfg = tiny_config(tmp_path / 'ddp', steps=2, batch_size=1).to_dict()
+    path = tmp_path / 'ddp.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
+           '2', '-m', 'mvfm_ros.train.cli', str(path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'steps 1..2' in result.stdout
+    assert load_model(tmp_path / 'ddp' / MODEL_FILE).config.backbone == cfg['backbone']

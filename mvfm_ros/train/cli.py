@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+import torch
+
 from mvfm_ros.train.config import TrainConfig
 from mvfm_ros.train.trainer import MODEL_FILE, Trainer
 
@@ -22,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     config = TrainConfig.from_yaml(args.config, steps=args.steps, output=args.output)
     trainer = Trainer(config)
-    history = trainer.fit(resume=args.resume)
+    try:
+        history = trainer.fit(resume=args.resume)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     if history and trainer.rank == 0:
         first, last = history[0], history[-1]
         print(f"steps {first['step']}..{last['step']}: loss {first['loss']:.4f} -> "
