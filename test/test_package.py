@@ -62,3 +62,29 @@ def test_importing_the_package_does_not_import_torch() -> None:
     code = 'import sys, mvfm_ros; print("torch" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == 'False'
+
+
+def _first_party_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        found.update(n.split('.')[1] for n in names
+                     if n.startswith('mvfm_ros.') and n.count('.') >= 1)
+    return found
+
+
+def test_imports_point_one_way() -> None:
+    """geometry/layers/models/data never import the layers above them (train, eval, ...)."""
+    above = {'train', 'eval', 'pipeline', 'ros'}
+    offenders = {}
+    for package in ('geometry', 'layers', 'models', 'data'):
+        for path in (ROOT / 'mvfm_ros' / package).rglob('*.py'):
+            bad = _first_party_imports(path) & above
+            if bad:
+                offenders[str(path.relative_to(ROOT))] = sorted(bad)
+    assert not offenders
