@@ -5,6 +5,7 @@ from mvfm_ros.data.correspondence import (
     overlap_fraction,
     reproject,
     sample_correspondences,
+    window_overlap,
 )
 from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
 from mvfm_ros.data.sample import MultiViewSample
@@ -17,4 +18,5 @@ __all__ = [
     'overlap_fraction',
     'reproject',
     'sample_correspondences',
+    'window_overlap',
 ]

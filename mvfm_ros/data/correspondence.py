@@ -57,6 +57,20 @@ def overlap_fraction(depth_a: torch.Tensor, depth_b: torch.Tensor, k_a: torch.Te
     return float(valid.sum() / has_depth)
 
 
+def window_overlap(depth: torch.Tensor, intrinsics: torch.Tensor,
+                   cam_to_world: torch.Tensor) -> float:
+    """Smallest overlap of view 0 with any other view of a window (1.0 for one view).
+
+    Args:
+        depth: ``(V, H, W)``.
+        intrinsics: ``(V, 3, 3)``.
+        cam_to_world: ``(V, 4, 4)``.
+    """
+    return min((overlap_fraction(depth[0], depth[v], intrinsics[0], intrinsics[v],
+                                 cam_to_world[0], cam_to_world[v])
+                for v in range(1, depth.shape[0])), default=1.0)
+
+
 def sample_correspondences(depth: torch.Tensor, intrinsics: torch.Tensor,
                            cam_to_world: torch.Tensor, num: int, generator: torch.Generator,
                            pairs: list[tuple[int, int]] | None = None) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Reading and resizing images and depth maps, keeping intrinsics exact."""
+"""Reading and resizing images and depth maps."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
-from mvfm_ros.geometry.camera import scale_intrinsics
 
 
 def read_rgb(path: str | Path) -> torch.Tensor:
@@ -29,21 +27,21 @@ def read_depth(path: str | Path, scale: float, invalid: tuple[int, ...] = (0,)) 
     return depth
 
 
-def resize_view(image: torch.Tensor, intrinsics: torch.Tensor, size: tuple[int, int],
-                depth: torch.Tensor | None = None):
-    """Resize an image (bilinear, antialiased) and optionally its depth (nearest) to (H, W).
+def image_size(path: str | Path) -> tuple[int, int]:
+    """Return (H, W) of an image file, read from its header without decoding the pixels."""
+    with Image.open(path) as image:
+        return image.height, image.width
 
-    Returns:
-        (image, intrinsics, depth) with K scaled by the exact pixel-centre rule.
+
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``(3, H, W)`` to ``size`` (bilinear, antialiased).
+
+    K follows with :func:`mvfm_ros.geometry.camera.scale_intrinsics` (pixel-centre rule).
     """
-    height, width = image.shape[-2:]
-    new_h, new_w = size
-    out = F.interpolate(image[None], size=size, mode='bilinear', align_corners=False,
-                        antialias=True)[0].clamp(0, 1)
-    k = scale_intrinsics(intrinsics, new_w / width, new_h / height)
-    if depth is not None:
-        dh, dw = depth.shape
-        if (dh, dw) != (height, width):
-            raise ValueError(f'depth {dh}x{dw} and image {height}x{width} differ in size')
-        depth = F.interpolate(depth[None, None], size=size, mode='nearest-exact')[0, 0]
-    return out, k, depth
+    return F.interpolate(image[None], size=size, mode='bilinear', align_corners=False,
+                         antialias=True)[0].clamp(0, 1)
+
+
+def resize_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``(H, W)`` depth to ``size`` with nearest sampling (no blending across edges)."""
+    return F.interpolate(depth[None, None], size=size, mode='nearest-exact')[0, 0]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mvfm_ros.data.correspondence import overlap_fraction
+from mvfm_ros.data.correspondence import window_overlap
 from mvfm_ros.data.raycast import Primitives, render
 from mvfm_ros.data.sample import MultiViewSample
 from mvfm_ros.data.textures import texture_bank
@@ -215,9 +215,7 @@ class SceneGenerator:
             poses = poses.reshape(frames * stride, len(RIGS[rig]), 4, 4)[::stride]
             poses = torch.tensor(poses.reshape(-1, 4, 4)[:num_views], dtype=torch.float32)
             views = self.render_views(prims, poses)
-            overlap = min((overlap_fraction(views['depth'][0], views['depth'][v], k, k,
-                                            poses[0], poses[v]) for v in range(1, num_views)),
-                          default=1.0)
+            overlap = window_overlap(views['depth'], k.expand(len(poses), 3, 3), poses)
             if best is None or overlap > best[0]:
                 best = (overlap, poses, views, kind)
             if overlap >= self.config.min_overlap:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.rays import ray_directions
 
 _EPS = 1e-6
@@ -147,8 +148,6 @@ def render(prims: Primitives, textures: torch.Tensor, intrinsics: torch.Tensor,
     """
     out = _cast(prims, textures, intrinsics, cam_to_world, height, width)
     if supersample > 1:
-        from mvfm_ros.geometry.camera import scale_intrinsics
-
         k_hi = scale_intrinsics(intrinsics, supersample, supersample)
         hi = _cast(prims, textures, k_hi, cam_to_world, height * supersample,
                    width * supersample)

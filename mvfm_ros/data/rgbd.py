@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from mvfm_ros.data.colmap import quat_to_rot
-from mvfm_ros.data.correspondence import overlap_fraction
-from mvfm_ros.data.imageio import read_depth, read_rgb, resize_view
+from mvfm_ros.data.correspondence import window_overlap
+from mvfm_ros.data.imageio import image_size, read_depth, read_rgb, resize_depth, resize_image
 from mvfm_ros.data.sample import MultiViewSample
+from mvfm_ros.geometry.camera import scale_intrinsics
 
 
 @dataclass
@@ -55,27 +56,42 @@ class RGBDSequence:
         """Return the number of frames."""
         return len(self.frames)
 
+    def _view(self, frame: RGBDFrame, size: tuple[int, int] | None,
+              with_image: bool) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Return (image or None, K, depth) of one frame at ``size``.
+
+        ``size`` defaults to the depth resolution (ScanNet: colour 1296x968 comes down to the
+        640x480 of its depth). Without ``with_image`` the colour file is not decoded: only its
+        header is read, for the size K refers to.
+        """
+        image = read_rgb(frame.color) if with_image else None
+        color_hw = tuple(image.shape[1:]) if image is not None else image_size(frame.color)
+        depth = None
+        if frame.depth is not None:
+            depth = read_depth(frame.depth, self.depth_scale, self.invalid_depth)
+        target = tuple(size or (depth.shape if depth is not None else color_hw))
+        k = scale_intrinsics(torch.tensor(frame.intrinsics, dtype=torch.float32),
+                             target[1] / color_hw[1], target[0] / color_hw[0])
+        if image is not None and tuple(image.shape[1:]) != target:
+            image = resize_image(image, target)
+        if depth is None:
+            depth = torch.zeros(target)
+        elif tuple(depth.shape) != target:
+            depth = resize_depth(depth, target)
+        return image, k, depth
+
     def load(self, indices: list[int], size: tuple[int, int] | None = None) -> MultiViewSample:
         """Load frames as one sample, resized to ``size`` (H, W) if given."""
-        images, ks, depths, poses = [], [], [], []
-        for i in indices:
-            frame = self.frames[i]
-            image = read_rgb(frame.color)
-            k = torch.tensor(frame.intrinsics, dtype=torch.float32)
-            depth = None
-            if frame.depth is not None:
-                depth = read_depth(frame.depth, self.depth_scale, self.invalid_depth)
-                if depth.shape != image.shape[1:]:  # e.g. ScanNet: colour 1296x968, depth 640x480
-                    image, k, _ = resize_view(image, k, tuple(depth.shape))
-            if size is not None:
-                image, k, depth = resize_view(image, k, size, depth)
-            images.append(image)
-            ks.append(k)
-            depths.append(depth if depth is not None else torch.zeros(image.shape[1:]))
-            poses.append(torch.tensor(frame.cam_to_world, dtype=torch.float32))
-        return MultiViewSample(images=torch.stack(images), intrinsics=torch.stack(ks),
-                               cam_to_world=torch.stack(poses), depth=torch.stack(depths),
+        views = [self._view(self.frames[i], size, with_image=True) for i in indices]
+        return MultiViewSample(images=torch.stack([v[0] for v in views]),
+                               intrinsics=torch.stack([v[1] for v in views]),
+                               cam_to_world=self._poses(indices),
+                               depth=torch.stack([v[2] for v in views]),
                                name=f'{self.name}/{",".join(map(str, indices))}')
+
+    def _poses(self, indices: list[int]) -> torch.Tensor:
+        return torch.stack([torch.tensor(self.frames[i].cam_to_world, dtype=torch.float32)
+                            for i in indices])
 
     def windows(self, num_views: int, stride: int = 1, min_overlap: float = 0.2,
                 size: tuple[int, int] | None = (120, 160)) -> list[list[int]]:
@@ -86,13 +102,12 @@ class RGBDSequence:
         """
         out = []
         span = (num_views - 1) * stride
-        for start in range(0, len(self.frames) - span, max(1, span or 1)):
+        for start in range(0, len(self.frames) - span, max(1, span)):
             idx = [start + v * stride for v in range(num_views)]
-            sample = self.load(idx, size)
-            overlaps = [overlap_fraction(sample.depth[0], sample.depth[v], sample.intrinsics[0],
-                                         sample.intrinsics[v], sample.cam_to_world[0],
-                                         sample.cam_to_world[v]) for v in range(1, num_views)]
-            if min(overlaps, default=1.0) >= min_overlap:
+            views = [self._view(self.frames[i], size, with_image=False) for i in idx]
+            overlap = window_overlap(torch.stack([v[2] for v in views]),
+                                     torch.stack([v[1] for v in views]), self._poses(idx))
+            if overlap >= min_overlap:
                 out.append(idx)
         return out
 
