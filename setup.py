@@ -15,7 +15,9 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
+        (f'share/{PACKAGE}/config/demo', glob('config/demo/*.yaml')),
     ],
+    package_data={PACKAGE: ['demo/*.safetensors']},
     python_requires='>=3.10',
     install_requires=[
         'numpy',
@@ -29,7 +31,7 @@ setup(
         'matplotlib',
         'tqdm',
     ],
-    zip_safe=True,
+    zip_safe=False,
     maintainer='mvfm_ros maintainers',
     maintainer_email='maintainers@mvfm-ros.dev',
     description='Multi-view consistent vision foundation models for ROS 2.',
@@ -38,6 +40,11 @@ setup(
     entry_points={
         'console_scripts': [
             'mvfm-train = mvfm_ros.train.cli:main',
+            'mvfm-eval = mvfm_ros.eval.cli:main',
+            'perception_node = mvfm_ros.ros.node:main',
+            'mvfm-bag = mvfm_ros.ros.bag:main',
+            'process_bag = mvfm_ros.ros.bag:main',
+            'mvfm-demo = mvfm_ros.demo.run:main',
         ],
     },
 )

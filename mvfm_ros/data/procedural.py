@@ -147,15 +147,18 @@ class SceneGenerator:
 
     # --------------------------------------------------------------------------- trajectories
     def trajectory(self, rng: np.random.Generator, num_frames: int, kind: str,
-                   rig: str = 'mono', free_radius: float = 1.2) -> np.ndarray:
-        """Robot-like camera poses ``(num_frames * len(rig), 4, 4)``, rig cameras interleaved."""
+                   rig: str = 'mono', free_radius: float = 1.2, speed: float = 1.0) -> np.ndarray:
+        """Robot-like camera poses ``(num_frames * len(rig), 4, 4)``, rig cameras interleaved.
+
+        ``speed`` scales the motion per frame (below 1: a camera running at a higher rate).
+        """
         if kind not in TRAJECTORIES:
             raise ValueError(f'unknown trajectory {kind!r}; choose from {TRAJECTORIES}')
         height = rng.uniform(0.6, 1.5)
         pitch0 = rng.uniform(0.0, 0.35)
         yaw0 = rng.uniform(0, 2 * math.pi)
-        step = rng.uniform(0.1, 0.3)  # metres or radians-ish per frame
-        turn = rng.uniform(-0.25, 0.25)
+        step = rng.uniform(0.1, 0.3) * speed  # metres or radians-ish per frame
+        turn = rng.uniform(-0.25, 0.25) * speed
         start = rng.uniform(-0.3, 0.3, size=2)
         poses = []
         for i in range(num_frames):
@@ -164,16 +167,16 @@ class SceneGenerator:
                 heading = np.array([math.cos(yaw), math.sin(yaw)])
                 xy = start + heading * step * i
             elif kind == 'turn':
-                yaw = yaw0 + (0.15 + abs(turn)) * i * np.sign(turn or 1.0)
-                xy = start + 0.05 * i * np.array([math.cos(yaw0), math.sin(yaw0)])
+                yaw = yaw0 + (0.15 * speed + abs(turn)) * i * np.sign(turn or 1.0)
+                xy = start + 0.05 * speed * i * np.array([math.cos(yaw0), math.sin(yaw0)])
             else:  # orbit: circle around the room centre, looking outwards-and-across
-                angle = yaw0 + 0.25 * i
+                angle = yaw0 + 0.25 * speed * i
                 xy = 0.6 * free_radius * np.array([math.cos(angle), math.sin(angle)])
                 yaw = angle + math.pi / 2 + turn
             norm = np.linalg.norm(xy)
             if norm > free_radius * 0.85:  # stay in the free centre of the room
                 xy = xy / norm * free_radius * 0.85
-            pitch = pitch0 + 0.05 * math.sin(0.7 * i)
+            pitch = pitch0 + 0.05 * math.sin(0.7 * speed * i)
             for yaw_off, lateral in RIGS[rig]:
                 y = yaw + yaw_off
                 side = np.array([math.sin(y), -math.cos(y)]) * lateral
@@ -226,3 +229,21 @@ class SceneGenerator:
             cam_to_world=poses, depth=views['depth'], normals=views['normals'],
             instances=views['instances'], name=f'procedural/{self.seed}/{index}/{kind}',
             extra={'overlap': float(overlap)})
+
+    def sequence(self, index: int, num_frames: int, trajectory: str = 'orbit',
+                 speed: float = 0.3) -> MultiViewSample:
+        """Return a continuous camera stream: consecutive frames of one trajectory.
+
+        For bags and the demo; unlike :meth:`sample`, views are not redrawn for overlap.
+        """
+        rng = np.random.default_rng([self.seed, index, 7])
+        prims, layout = self.scene(rng)
+        poses = torch.tensor(self.trajectory(rng, num_frames, trajectory,
+                                             free_radius=layout['free_radius'], speed=speed),
+                             dtype=torch.float32)
+        views = self.render_views(prims, poses)
+        k = self.intrinsics()
+        return MultiViewSample(
+            images=views['image'], intrinsics=k.expand(num_frames, 3, 3).clone(),
+            cam_to_world=poses, depth=views['depth'], normals=views['normals'],
+            instances=views['instances'], name=f'procedural/{self.seed}/{index}/{trajectory}')

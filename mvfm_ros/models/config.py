@@ -27,6 +27,9 @@ class MVFMConfig:
         include_registers: register tokens join the joint attention (the CLS token never does).
         lora_rank: rank of LoRA on the attention qkv projections (0: no LoRA).
         lora_alpha: LoRA scaling numerator.
+        normal_head: hidden width of the surface-normal probe (0: no normal head).
+        input_size: (H, W) the model was trained at, a good default for inference (None:
+            unknown). Informational: it does not change the weights' layout.
     """
 
     backbone: str
@@ -41,20 +44,24 @@ class MVFMConfig:
     include_registers: bool = True
     lora_rank: int = 0
     lora_alpha: float = 32.0
+    normal_head: int = 0
+    input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         """Normalise list-like fields so configs compare equal after a JSON round trip."""
         if self.adapter_blocks is not None:
             self.adapter_blocks = tuple(int(i) for i in self.adapter_blocks)
+        if self.input_size is not None:
+            self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
         self.backbone_kwargs = dict(self.backbone_kwargs)
-        if self.ray_dim < 0 or self.lora_rank < 0 or self.adapter_heads <= 0:
+        if min(self.ray_dim, self.lora_rank, self.normal_head) < 0 or self.adapter_heads <= 0:
             raise ValueError(f'invalid adapter options in {self}')
 
     @classmethod
     def option_names(cls) -> set[str]:
         """Names accepted as adapter options by :func:`mvfm_ros.build_model`."""
         return {f.name for f in dataclasses.fields(cls)} - {'backbone', 'img_size',
-                                                             'backbone_kwargs'}
+                                                             'backbone_kwargs', 'input_size'}
 
     def to_json(self) -> str:
         """Serialise to a JSON string."""

@@ -13,6 +13,7 @@ from mvfm_ros.layers.lora import LoRALinear
 from mvfm_ros.layers.mv_adapter import MVAdapter
 from mvfm_ros.layers.ray_embed import RayEmbed
 from mvfm_ros.models.config import MVFMConfig
+from mvfm_ros.models.heads.normals import NormalHead
 from mvfm_ros.models.trunk import TokenState, Trunk
 
 _LORA_BASE = '.qkv.base.'
@@ -67,6 +68,8 @@ class MultiViewModel(nn.Module):
             block: (0 if k == 0 else (1 if config.share_adapters else k))
             for k, block in enumerate(blocks)
         }
+        self.normal_head = (NormalHead(self.trunk.out_dim, config.normal_head)
+                            if config.normal_head else None)
 
     def _add_lora(self, rank: int, alpha: float) -> None:
         for index, blk in enumerate(self.trunk.model.blocks):
@@ -98,7 +101,7 @@ class MultiViewModel(nn.Module):
         return self
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights that are not the frozen backbone: adapters, ray embedding, LoRA."""
+        """Weights that are not the frozen backbone: adapters, ray embedding, LoRA, heads."""
         return {k: v for k, v in self.state_dict().items() if k not in self.frozen_keys}
 
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
@@ -182,6 +185,58 @@ class MultiViewModel(nn.Module):
         tokens = torch.cat((tokens[:, :self.trunk.num_prefix_tokens], patches), dim=1)
         return TokenState(tokens, state.grid, state.extra)
 
+    @property
+    def first_adapter_block(self) -> int:
+        """Index of the first block followed by an adapter; blocks before it are per-frame."""
+        return self.adapter_blocks[0]
+
+    def frame_tokens(self, images: torch.Tensor) -> TokenState:
+        """Run the per-frame part of the forward pass: embedding, blocks before the first adapter.
+
+        It depends on each image alone, so a sliding window can cache it per frame and only run
+        the remaining blocks when the window changes (see :mod:`mvfm_ros.pipeline.engine`).
+
+        Args:
+            images: ``(N, 3, H, W)`` float in [0, 1].
+
+        Returns:
+            Token state of N frames; concatenate states along the batch with :func:`join_states`.
+        """
+        state = self.trunk.embed(self.trunk.normalize(images))
+        for index in range(self.first_adapter_block):
+            state = self.trunk.block(index, state)
+        return state
+
+    def window_features(self, state: TokenState, intrinsics: torch.Tensor,
+                        cam_to_world: torch.Tensor, reference_view: int = 0) -> torch.Tensor:
+        """Finish the forward pass from :meth:`frame_tokens` of B windows of V views.
+
+        Args:
+            state: tokens of ``B * V`` frames, window-major.
+            intrinsics: ``(B, V, 3, 3)``.
+            cam_to_world: ``(B, V, 4, 4)``.
+            reference_view: view whose camera frame the rays are expressed in.
+
+        Returns:
+            ``(B, V, C, h, w)`` features.
+        """
+        b, v = intrinsics.shape[:2]
+        if not 0 <= reference_view < v:
+            raise ValueError(f'reference_view {reference_view} is not in [0, {v})')
+        if state.tokens.shape[0] != b * v:
+            raise ValueError(f'token state holds {state.tokens.shape[0]} frames, expected {b * v}')
+        rays = None
+        if self.ray_embed is not None:
+            height, width = (g * self.patch_size for g in state.grid)
+            rays = self.ray_tokens(intrinsics, cam_to_world, height, width, reference_view)
+        for index in range(self.first_adapter_block, self.trunk.depth):
+            state = self.trunk.block(index, state)
+            k = self._adapter_index.get(index)
+            if k is not None:
+                state = self._adapt(self.adapters[k], state, v, rays if k == 0 else None)
+        feats = self.trunk.finish(state)
+        return feats.reshape(b, v, *feats.shape[1:])
+
     def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_world: torch.Tensor,
                 reference_view: int = 0) -> torch.Tensor:
         """Multi-view consistent features.
@@ -196,20 +251,24 @@ class MultiViewModel(nn.Module):
             ``(B, V, C, h, w)`` features.
         """
         self._check_inputs(images, intrinsics, cam_to_world)
-        b, v, _, height, width = images.shape
-        if not 0 <= reference_view < v:
-            raise ValueError(f'reference_view {reference_view} is not in [0, {v})')
-        rays = None
-        if self.ray_embed is not None:
-            rays = self.ray_tokens(intrinsics, cam_to_world, height, width, reference_view)
-        state = self.trunk.embed(self.trunk.normalize(images.flatten(0, 1)))
-        for index in range(self.trunk.depth):
-            state = self.trunk.block(index, state)
-            k = self._adapter_index.get(index)
-            if k is not None:
-                state = self._adapt(self.adapters[k], state, v, rays if k == 0 else None)
-        feats = self.trunk.finish(state)
-        return feats.reshape(b, v, *feats.shape[1:])
+        state = self.frame_tokens(images.flatten(0, 1))
+        return self.window_features(state, intrinsics, cam_to_world, reference_view)
+
+    def normals(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Surface normals from features with the normal head.
+
+        Args:
+            features: ``(B, V, C, h, w)`` output of :meth:`forward`.
+            size: output (H, W).
+
+        Returns:
+            ``(B, V, 3, H, W)`` unit normals in each camera's optical frame.
+        """
+        if self.normal_head is None:
+            raise RuntimeError('this model has no normal head (built with normal_head=0)')
+        b, v = features.shape[:2]
+        out = self.normal_head(features.flatten(0, 1).float(), size)
+        return out.reshape(b, v, *out.shape[1:])
 
     # ---------------------------------------------------------------------------- checkpoints
     def save(self, path: str | os.PathLike, include_backbone: bool | None = None) -> None:

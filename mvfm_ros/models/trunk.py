@@ -33,6 +33,15 @@ class TokenState:
     extra: Any = None
 
 
+def join_states(states: list[TokenState]) -> TokenState:
+    """Concatenate token states of frames with the same grid along the batch."""
+    grids = {s.grid for s in states}
+    if len(grids) != 1:
+        raise ValueError(f'cannot join token states of different grids {sorted(grids)}')
+    # extra (rotary embeddings of Eva) depends on the grid alone, so the first one serves all.
+    return TokenState(torch.cat([s.tokens for s in states]), states[0].grid, states[0].extra)
+
+
 class Trunk(nn.Module):
     """A frozen timm ViT seen as embed → blocks → finish.
 

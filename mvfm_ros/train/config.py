@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+STAGES = ('adapters', 'pretrain')
+
 
 @dataclass
 class DataConfig:
@@ -22,12 +24,15 @@ class DataConfig:
     seed: int = 0
     stride: int = 2  # frame stride of windows in RGB-D sequences
     min_overlap: float = 0.25
+    supersample: int = 2  # procedural: anti-aliasing samples per pixel side
+    pool: int = 0  # procedural: cycle through this many scenes, kept in memory (0: endless)
 
 
 @dataclass
 class TrainConfig:
     """Everything ``mvfm-train`` needs; every field has the paper's value as default."""
 
+    stage: str = 'adapters'  # adapters (the paper) | pretrain (single-view backbone training)
     backbone: str = 'vit_small_patch14_reg4_dinov2'
     pretrained: bool | str = True
     img_size: int | None = None
@@ -37,15 +42,19 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 4
     lr: float = 1e-4
+    warmup_steps: int = 0  # linear warm-up of the learning rate
+    lr_schedule: str = 'constant'  # constant | cosine (decays to 0 at `steps`)
     weight_decay: float = 0.01
     temperature: float = 0.02
     reg_weight: float = 0.1
+    normal_weight: float = 1.0  # loss weight of the normal head (if the model has one)
     matches_per_sample: int = 128
     precision: str = 'auto'  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 100
     output: str = 'runs/train'
+    save_backbone: bool | None = None  # store the backbone in model.safetensors (None: if random)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> 'TrainConfig':
@@ -67,7 +76,12 @@ class TrainConfig:
         unknown = set(data_cfg) - {f.name for f in dataclasses.fields(DataConfig)}
         if unknown:
             raise ValueError(f'unknown data config keys {sorted(unknown)}')
-        return cls(data=DataConfig(**data_cfg), **data)
+        config = cls(data=DataConfig(**data_cfg), **data)
+        if config.lr_schedule not in ('constant', 'cosine'):
+            raise ValueError(f'lr_schedule must be constant or cosine, not {config.lr_schedule!r}')
+        if config.stage not in STAGES:
+            raise ValueError(f'stage must be one of {STAGES}, not {config.stage!r}')
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for YAML/JSON)."""

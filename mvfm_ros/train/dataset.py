@@ -25,8 +25,11 @@ class MatchDataset(torch.utils.data.Dataset):
         self.matches = matches
         size = (config.height, config.width)
         if config.source == 'procedural':
-            self.generator = SceneGenerator(config.seed, SceneConfig(*size))
-            self.sequence, self.windows, self.length = None, None, length
+            self.generator = SceneGenerator(
+                config.seed, SceneConfig(*size, supersample=config.supersample))
+            self.sequence, self.windows = None, None
+            self.length = length  # with a pool, scenes repeat but matches differ per item
+            self._pool: dict[int, MultiViewSample] = {}
         else:
             from mvfm_ros.data import rgbd
 
@@ -52,7 +55,12 @@ class MatchDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> MultiViewSample:
         """Return the multi-view sample behind item ``index``."""
         if self.sequence is None:
-            return self.generator.sample(index, self.config.num_views)
+            if not self.config.pool:
+                return self.generator.sample(index, self.config.num_views)
+            index %= self.config.pool
+            if index not in self._pool:
+                self._pool[index] = self.generator.sample(index, self.config.num_views)
+            return self._pool[index]
         window = self.windows[index % len(self.windows)]
         return self.sequence.load(window, (self.config.height, self.config.width))
 

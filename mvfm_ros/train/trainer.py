@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -17,14 +18,17 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from mvfm_ros.models.factory import build_model
+from mvfm_ros.models.heads.normals import normal_loss
 from mvfm_ros.models.mvfm import MultiViewModel
 from mvfm_ros.train.config import TrainConfig
 from mvfm_ros.train.dataset import MatchDataset
 from mvfm_ros.train.losses import correspondence_loss, feature_regularizer, to_unit
+from mvfm_ros.train.pretrain import augmented_pairs
 
 LOG = logging.getLogger('mvfm_ros.train')
 STATE_FILE = 'train_state.safetensors'
 MODEL_FILE = 'model.safetensors'
+BACKBONE_FILE = 'backbone.safetensors'
 
 
 def seed_everything(seed: int) -> None:
@@ -62,7 +66,12 @@ def matching_loss(features: torch.Tensor, matches: torch.Tensor, valid: torch.Te
 
 
 class Trainer:
-    """Train the adapters of a multi-view model.
+    """Train the adapters (and normal head) of a multi-view model, or pretrain its backbone.
+
+    Stage ``adapters`` is the paper's training: the backbone is frozen; adapters, ray embedding,
+    LoRA and the normal head learn. Stage ``pretrain`` trains the backbone alone with the
+    single-view objective of :mod:`mvfm_ros.train.pretrain` and also writes the backbone as a
+    plain timm state dict (``backbone.safetensors``) that a later stage loads as ``pretrained``.
 
     Args:
         config: the training configuration.
@@ -83,12 +92,18 @@ class Trainer:
         self.model = (model or build_model(
             config.backbone, pretrained=config.pretrained, img_size=config.img_size,
             backbone_kwargs=config.backbone_kwargs, **config.adapter)).to(self.device)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.module = self.model
+        self.model.config.input_size = (config.data.height, config.data.width)
+        self.pretraining = config.stage == 'pretrain'
+        if self.pretraining:
+            self.model.requires_grad_(False)
+            self.model.trunk.requires_grad_(True)
+        # Trained parameters by name: what train states hold and what the optimiser sees.
+        self.named_params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        self.module = self.model.trunk if self.pretraining else self.model
         if self.world > 1:
             self.module = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[local_rank] if cuda else None)
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr,
+                self.module, device_ids=[local_rank] if cuda else None)
+        self.optimizer = torch.optim.AdamW(list(self.named_params.values()), lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.dataset = MatchDataset(config.data, config.matches_per_sample)
         self.step = 0
@@ -113,8 +128,10 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Correspondence loss, regulariser and their weighted total."""
+    def losses(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, torch.Tensor]:
+        """Loss terms and their weighted total (``step`` seeds the pretraining crops)."""
+        if self.pretraining:
+            return self._pretrain_losses(batch, step)
         with self._autocast():
             feats = self.module(batch['images'], batch['intrinsics'], batch['cam_to_world'])
             base = self.model.base_features(batch['images'])
@@ -122,12 +139,47 @@ class Trainer:
         corr = matching_loss(feats.float(), batch['matches'], batch['valid'], size,
                              self.config.temperature)
         reg = feature_regularizer(feats, base)
-        return {'loss': corr + self.config.reg_weight * reg, 'corr': corr, 'reg': reg}
+        parts = {'loss': corr + self.config.reg_weight * reg, 'corr': corr, 'reg': reg}
+        if self.model.normal_head is not None and 'normals' in batch:
+            # The probe reads the features without changing them (detach), as a probe should.
+            predicted = self.model.normals(feats.detach().float(), size)
+            parts['normal'] = normal_loss(predicted, batch['normals'])
+            parts['loss'] = parts['loss'] + self.config.normal_weight * parts['normal']
+        return parts
+
+    def _pretrain_losses(self, batch: dict[str, torch.Tensor], step: int,
+                         ) -> dict[str, torch.Tensor]:
+        generator = torch.Generator().manual_seed(
+            (self.config.seed * 1_000_003 + step) * self.world + self.rank)
+        images = batch['images'].flatten(0, 1)
+        crops, unit_a, unit_b, valid = augmented_pairs(
+            images, self.config.matches_per_sample, generator)
+        with self._autocast():
+            feats = self.module(crops).float()
+        n = images.shape[0]
+        losses = [correspondence_loss(feats[i], feats[n + i], unit_a[i][valid[i]],
+                                      unit_b[i][valid[i]], self.config.temperature)
+                  for i in range(n) if valid[i].any()]
+        corr = torch.stack(losses).mean() if losses else feats.sum() * 0.0
+        return {'loss': corr, 'corr': corr}
+
+    def learning_rate(self, step: int) -> float:
+        """Learning rate at ``step``: a function of the step alone, so resume is exact."""
+        config = self.config
+        scale = 1.0
+        if config.warmup_steps and step < config.warmup_steps:
+            scale = (step + 1) / config.warmup_steps
+        elif config.lr_schedule == 'cosine':
+            done = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+            scale = 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+        return config.lr * scale
 
     def train_step(self) -> dict[str, float]:
         """One optimisation step."""
         self.model.train()
-        parts = self.losses(self.batch(self.step))
+        for group in self.optimizer.param_groups:
+            group['lr'] = self.learning_rate(self.step)
+        parts = self.losses(self.batch(self.step), self.step)
         self.optimizer.zero_grad(set_to_none=True)
         parts['loss'].backward()
         self.optimizer.step()
@@ -139,7 +191,7 @@ class Trainer:
         """Write weights, optimiser state, RNG and step (safetensors, atomic)."""
         path = Path(path)
         tensors = {f'model/{k}': v.detach().cpu().contiguous()
-                   for k, v in self.model.trainable_state_dict().items()}
+                   for k, v in self.named_params.items()}
         optim = self.optimizer.state_dict()
         for index, state in optim['state'].items():
             for key, value in state.items():
@@ -158,10 +210,12 @@ class Trainer:
             metadata = handle.metadata()
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}
         model = {k[len('model/'):]: v for k, v in tensors.items() if k.startswith('model/')}
-        missing = set(self.model.trainable_state_dict()) - set(model)
+        missing = set(self.named_params) - set(model)
         if missing:
             raise ValueError(f"'{path}' does not fit this model: missing {sorted(missing)[:5]}")
-        self.model.load_state_dict(model, strict=False)
+        with torch.no_grad():
+            for name, param in self.named_params.items():
+                param.copy_(model[name])
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith('optim/'):
@@ -171,6 +225,17 @@ class Trainer:
                                         'param_groups': json.loads(metadata['param_groups'])})
         torch.set_rng_state(tensors['rng/torch'])
         self.step = int(metadata['step'])
+
+    def save_outputs(self, out: Path) -> None:
+        """Write the train state and the model (and, when pretraining, the bare backbone)."""
+        self.save_state(out / STATE_FILE)
+        include = True if self.pretraining else self.config.save_backbone
+        self.model.save(out / MODEL_FILE, include_backbone=include)
+        if self.pretraining:
+            tmp = out / (BACKBONE_FILE + '.tmp')
+            save_file({k: v.detach().cpu().contiguous()
+                       for k, v in self.model.backbone_state_dict().items()}, str(tmp))
+            os.replace(tmp, out / BACKBONE_FILE)
 
     # ----------------------------------------------------------------------------------- fit
     def fit(self, steps: int | None = None, resume: bool = False) -> list[dict[str, float]]:
@@ -196,7 +261,6 @@ class Trainer:
                     log.write(json.dumps(record) + '\n')
                     log.flush()
                 if main and (self.step % self.config.checkpoint_every == 0 or self.step == steps):
-                    self.save_state(out / STATE_FILE)
-                    self.model.save(out / MODEL_FILE)
+                    self.save_outputs(out)
         bar.close()
         return history

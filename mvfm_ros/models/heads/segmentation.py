@@ -28,10 +28,46 @@ def cluster_segments(features: torch.Tensor, num_segments: int = 8, iterations: 
         ``(V, h, w)`` int64 segment ids in [0, k), consistent across views.
     """
     views, channels, h, w = features.shape
-    points = F.normalize(features.float().permute(0, 2, 3, 1).reshape(-1, channels), dim=1)
-    k = min(num_segments, points.shape[0])
+    points = features.float().permute(0, 2, 3, 1).reshape(-1, channels)
+    labels, _ = spherical_kmeans(points, num_segments, iterations, seed)
+    return labels.reshape(views, h, w)
+
+
+def spherical_kmeans(points: torch.Tensor, k: int, iterations: int = 20, seed: int = 0,
+                     centres: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spherical k-means (cosine similarity) of ``(N, C)`` points.
+
+    Args:
+        points: ``(N, C)`` vectors (normalised here).
+        k: number of clusters.
+        iterations: Lloyd iterations.
+        seed: seed of the k-means++ initialisation.
+        centres: ``(k, C)`` starting centres, e.g. the previous window's, which keeps ids stable
+            over time in a stream (k-means++ is used when None or when the shape differs).
+
+    Returns:
+        labels ``(N,)`` int64 in [0, k) and the final centres ``(k', C)`` (k' <= k).
+    """
+    points = F.normalize(points.float(), dim=1)
+    k = min(k, points.shape[0])
+    if centres is None or tuple(centres.shape) != (k, points.shape[1]):
+        centres = _kmeans_pp(points, k, seed)
+    else:
+        centres = F.normalize(centres.to(points), dim=1)
+    for _ in range(iterations):
+        labels = (points @ centres.T).argmax(dim=1)
+        # One-hot matmul rather than index_add_: the latter is slow on CPU in inference mode.
+        onehot = F.one_hot(labels, centres.shape[0]).to(points.dtype)
+        sums = onehot.T @ points
+        counts = onehot.sum(dim=0)
+        updated = F.normalize(sums, dim=1)
+        centres = torch.where((counts > 0)[:, None], updated, centres)
+    return (points @ centres.T).argmax(dim=1), centres
+
+
+def _kmeans_pp(points: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """k-means++ initialisation on cosine distance (deterministic for a seed)."""
     generator = torch.Generator(device='cpu').manual_seed(seed)
-    # k-means++ initialisation on cosine distance.
     first = int(torch.randint(points.shape[0], (1,), generator=generator))
     centres = [points[first]]
     for _ in range(1, k):
@@ -40,15 +76,7 @@ def cluster_segments(features: torch.Tensor, num_segments: int = 8, iterations: 
             break
         pick = int(torch.multinomial(dist.cpu() + 1e-12, 1, generator=generator))
         centres.append(points[pick])
-    centres = torch.stack(centres)
-    for _ in range(iterations):
-        labels = (points @ centres.T).argmax(dim=1)
-        sums = torch.zeros_like(centres).index_add_(0, labels, points)
-        counts = torch.bincount(labels, minlength=centres.shape[0])
-        updated = F.normalize(sums, dim=1)
-        centres = torch.where((counts > 0)[:, None], updated, centres)
-    labels = (points @ centres.T).argmax(dim=1)
-    return labels.reshape(views, h, w)
+    return torch.stack(centres)
 
 
 def prompted_segment(features: torch.Tensor, view: int, unit_xy: torch.Tensor,

@@ -1,0 +1,1 @@
+"""The shipped demo: model file, demo bag generator and the ``make demo`` runner."""

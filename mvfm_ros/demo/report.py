@@ -1,0 +1,138 @@
+"""Turn what the demo collected from the node into pictures and ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvfm_ros.data.correspondence import sample_correspondences
+from mvfm_ros.eval.metrics import hard_matches, location_errors
+from mvfm_ros.geometry.sampling import to_pixels, to_unit
+from mvfm_ros.pipeline import Engine, PipelineConfig
+from mvfm_ros.pipeline.frame import Frame
+from mvfm_ros.ros.conversions import camera_info_matrix
+from mvfm_ros.viz.colors import pca_colors
+from mvfm_ros.viz.figures import plot_matches, plot_window
+
+TOLERANCE_PX = 8.0
+
+
+def _array(msg) -> np.ndarray:
+    if msg.encoding.startswith('32FC'):
+        return np.frombuffer(bytes(msg.data), dtype='<f4').reshape(msg.height, msg.width, -1)
+    channels = 3 if msg.encoding == 'rgb8' else 1
+    return np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.width,
+                                                                  channels)
+
+
+def _chw(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(array, dtype=np.float32)).permute(2, 0, 1)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    values = sorted(values)
+    return {'p50': statistics.median(values),
+            'p90': values[min(len(values) - 1, int(0.9 * len(values)))], 'max': values[-1]}
+
+
+def contact_sheets(session, keys: list[int], window_size: int, folder: Path) -> int:
+    """One sheet per output: the window of the last ``window_size`` outputs, joint PCA."""
+    out = session.outputs
+    for i, key in enumerate(keys):
+        window = keys[max(0, i - window_size + 1):i + 1]
+        feats = torch.stack([_chw(_array(out['features'][k])) for k in window])
+        images = torch.stack([_chw(session.images[k]) / 255.0 for k in window])
+        size = tuple(images.shape[-2:])
+
+        def upsample(stack: torch.Tensor, size: tuple[int, int] = size) -> torch.Tensor:
+            return torch.nn.functional.interpolate(stack, size=size, mode='nearest')
+
+        panels = {'feature PCA (joint)': upsample(pca_colors(feats))}
+        if all(k in out['normals/color'] for k in window):
+            panels['normals'] = upsample(torch.stack(
+                [_chw(_array(out['normals/color'][k])) / 255.0 for k in window]))
+        if all(k in out['segmentation/color'] for k in window):
+            panels['segmentation'] = upsample(torch.stack(
+                [_chw(_array(out['segmentation/color'][k])) / 255.0 for k in window]))
+        stamp = f'{key / 1e9:.2f}'
+        plot_window(images, panels, folder / f'window_{i:03d}.png',
+                    f'window ending at stamp {stamp} s ({len(window)} views)')
+    return len(keys)
+
+
+def correspondences(session, depth: dict[int, np.ndarray], keys: list[int],
+                    folder: Path) -> dict[str, dict[str, float]]:
+    """Match two keyframes with the node's features and with the base features."""
+    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 2:i + 3]
+             if a in depth and b in depth]
+    if not pairs:
+        return {}
+    a, b = pairs[len(pairs) // 2]
+    engine, _ = Engine.from_config(PipelineConfig(device='cpu'))
+    frames, ks, poses = [], [], []
+    for key in (a, b):
+        k = camera_info_matrix(session.infos[key], session.images[key].shape[:2])
+        frames.append(Frame(session.images[key], k, session.poses[key], key))
+        ks.append(torch.from_numpy(k).float())
+        poses.append(torch.from_numpy(session.poses[key]).float())
+    with torch.no_grad():
+        base = engine.model.base_features(torch.stack(
+            [engine.prepare(f).image for f in frames])[None])[0].float()
+    multi = torch.stack([_chw(_array(session.outputs['features'][k])) for k in (a, b)])
+    height, width = session.images[a].shape[:2]
+    dep = torch.from_numpy(np.stack([depth[a], depth[b]])).float()
+    rows = sample_correspondences(dep, torch.stack(ks), torch.stack(poses), 60,
+                                  torch.Generator().manual_seed(0), pairs=[(0, 1)])
+    unit_a, unit_b = to_unit(rows[:, 1:3], height, width), to_unit(rows[:, 4:6], height, width)
+    found, scores = {}, {}
+    for name, feats in (('base', base), ('multiview', multi)):
+        unit = hard_matches(feats[0], feats[1], unit_a)
+        found[name] = to_pixels(unit, height, width)
+        ok = (found[name] - rows[:, 4:6]).norm(dim=-1) <= TOLERANCE_PX
+        scores[name] = {'within_8px': float(ok.float().mean()),
+                        'loc_err': float(location_errors(unit, unit_b).mean())}
+    images = [torch.from_numpy(session.images[k]).permute(2, 0, 1) / 255.0 for k in (a, b)]
+    plot_matches(images[0], images[1], rows[:, 1:3], found, rows[:, 4:6],
+                 folder / 'correspondences.png', TOLERANCE_PX)
+    return scores
+
+
+def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, str],
+                 folder: Path, images: int, elapsed: float, exit_code: int) -> dict:
+    """Write pictures and summary.json; returns the summary."""
+    keys = sorted(session.outputs['features'])
+    window_size = 4
+    log = Path(session.log.name).read_text() if Path(session.log.name).exists() else ''
+    match = re.search(r'window (\d+)', log)
+    if match:
+        window_size = int(match.group(1))
+    sheets = contact_sheets(session, keys, window_size, folder)
+    scores = correspondences(session, depth, keys, folder)
+    latency = [session.arrival[k] - session.sent[k] for k in keys if k in session.sent]
+    model = re.search(r'model: (.*?);', log)
+    summary = {
+        'images_played': images,
+        'keyframes': int(diagnostics.get('keyframes', 0)),
+        'windows': len(keys),
+        'frames_dropped': int(diagnostics.get('frames_dropped', 0)),
+        'outputs_per_topic': {t: len(v) for t, v in session.outputs.items()},
+        'latency_s': _percentiles(latency),
+        'node_reported': {k: float(v) for k, v in diagnostics.items()
+                          if k.startswith(('latency_', 'inference_'))},
+        'matches_within_8px': {k: v['within_8px'] for k, v in scores.items()},
+        'location_error': {k: v['loc_err'] for k, v in scores.items()},
+        'contact_sheets': sheets,
+        'model': model.group(1) if model else None,
+        'elapsed_s': elapsed,
+        'node_exit_code': exit_code,
+        'diagnostics': diagnostics,
+    }
+    (folder / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    return summary

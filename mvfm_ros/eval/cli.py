@@ -1,0 +1,146 @@
+"""``mvfm-eval``: base versus multi-view features (and a naive baseline) on posed windows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mvfm_ros.data.correspondence import sample_correspondences
+from mvfm_ros.eval.evaluate import METHODS, Evaluator
+from mvfm_ros.eval.metrics import hard_matches
+from mvfm_ros.geometry.sampling import to_pixels, to_unit
+from mvfm_ros.models.factory import load_model
+from mvfm_ros.train.config import DataConfig
+from mvfm_ros.train.dataset import MatchDataset
+from mvfm_ros.viz.colors import normal_colors
+from mvfm_ros.viz.figures import plot_matches, plot_metric_bars, plot_window, window_panels
+
+LOG = logging.getLogger('mvfm_ros.eval')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser (also used to document the command)."""
+    parser = argparse.ArgumentParser(prog='mvfm-eval', description=__doc__)
+    parser.add_argument('model', help='model checkpoint (.safetensors from mvfm-train)')
+    parser.add_argument('--data', default='procedural',
+                        choices=('procedural', '7scenes', 'scannet', 'tum'),
+                        help='data source (default: generated scenes)')
+    parser.add_argument('--path', help='dataset folder for 7scenes/scannet/tum')
+    parser.add_argument('--seed', type=int, default=1000,
+                        help='procedural scene seed (training uses 0: 1000 is held out)')
+    parser.add_argument('--windows', type=int, default=50, help='windows to evaluate at most')
+    parser.add_argument('--views', type=int, default=4, help='views per window')
+    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input size (default: the size the model was trained at, else '
+                             '224 224)')
+    parser.add_argument('--supersample', type=int, default=1,
+                        help='procedural anti-aliasing (match the training data)')
+    parser.add_argument('--stride', type=int, default=2, help='RGB-D frame stride in windows')
+    parser.add_argument('--min-overlap', type=float, default=0.25)
+    parser.add_argument('--matches', type=int, default=128, help='matches per view pair')
+    parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
+    parser.add_argument('--json', metavar='FILE', help='write the results as JSON')
+    parser.add_argument('--plot', metavar='DIR', help='write PNG figures to this folder')
+    parser.add_argument('--examples', type=int, default=2,
+                        help='windows drawn as contact sheets with --plot')
+    return parser
+
+
+def format_table(results: dict) -> str:
+    """Human-readable summary of :meth:`Evaluator.results`."""
+    corr = results['correspondence']
+    keys = ['loc_err'] + [f'recall@{t}px' for t in results['recall_thresholds_px']]
+    lines = [f"{'':22}" + ''.join(f'{k:>13}' for k in keys)]
+    for method in METHODS:
+        row = corr[method]['all']
+        lines.append(f'{method:22}' + ''.join(f'{row[k]:13.4f}' for k in keys))
+    lines.append('location error by viewpoint angle (deg):')
+    for label, row in corr['multiview']['by_angle'].items():
+        cells = '  '.join(f"{m} {corr[m]['by_angle'][label]['loc_err']:.4f}" for m in METHODS)
+        lines.append(f'  {label:>7} (n={row["matches"]:5d}): {cells}')
+    lines.append(f"multi-view / base location error: {results['loc_err_ratio_mv_to_base']:.3f}; "
+                 f"cosine to base features: {results['cosine_to_base']:.3f}")
+    if 'normals' in results:
+        n = results['normals']
+        lines.append('normals: ' + ', '.join(f'{k} {v:.3f}' for k, v in n.items()))
+    for method, seg in results.get('segmentation', {}).items():
+        lines.append(f'segmentation ({method}): ' + ', '.join(
+            f'{k} {v:.3f}' for k, v in seg.items()))
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    device = args.device
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    elif device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('mvfm-eval: --device cuda was asked for but CUDA is not available')
+    model = load_model(args.model, map_location=device)
+    size = tuple(args.size or model.config.input_size or (224, 224))
+    data = DataConfig(source=args.data, path=args.path, num_views=args.views, height=size[0],
+                      width=size[1], seed=args.seed, stride=args.stride,
+                      min_overlap=args.min_overlap, supersample=args.supersample)
+    try:
+        dataset = MatchDataset(data, args.matches)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f'mvfm-eval: {err}') from err
+    count = min(args.windows, len(dataset))
+    evaluator = Evaluator(model, args.matches, seed=args.seed)
+    outputs = []
+    start = time.perf_counter()
+    for index in tqdm(range(count), desc='eval'):
+        out = evaluator.add(dataset.load(index))
+        if len(outputs) < args.examples:
+            outputs.append(out)
+    results = evaluator.results()
+    results.update({'model': str(args.model), 'data': vars(data), 'device': device,
+                    'seconds': time.perf_counter() - start})
+    print(format_table(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2, allow_nan=True) + '\n')
+        print(f'results: {args.json}')
+    if args.plot:
+        write_plots(results, outputs, Path(args.plot))
+        print(f'figures: {args.plot}/')
+    return 0 if not math.isnan(results['correspondence']['base']['all']['loc_err']) else 1
+
+
+def write_plots(results: dict, outputs: list, folder: Path) -> None:
+    """Metric bars, one contact sheet and one match picture per example window."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_metric_bars(results, folder / 'metrics.png')
+    for i, out in enumerate(outputs):
+        sample = out.sample
+        panels = window_panels({k: out.features[k] for k in ('base', 'multiview')},
+                               out.normals, out.segments.get('multiview'), sample.images)
+        if sample.normals is not None:
+            panels['normals (truth)'] = normal_colors(sample.normals)
+        plot_window(sample.images, panels, folder / f'window_{i}.png', sample.name)
+        if sample.depth is None:
+            continue
+        rows = sample_correspondences(sample.depth, sample.intrinsics, sample.cam_to_world, 40,
+                                      torch.Generator().manual_seed(i), pairs=[(0, 1)])
+        if not len(rows):
+            continue
+        height, width = sample.image_size
+        unit_a = to_unit(rows[:, 1:3], height, width)
+        found = {m: to_pixels(hard_matches(out.features[m][0].float().cpu(),
+                                           out.features[m][1].float().cpu(), unit_a),
+                              height, width) for m in ('base', 'multiview')}
+        plot_matches(sample.images[0], sample.images[1], rows[:, 1:3], found, rows[:, 4:6],
+                     folder / f'matches_{i}.png')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""Evaluate a multi-view model against its own backbone and a naive baseline, as the paper does.
+
+For every window: hard-argmax matches of ground-truth correspondences with the base features,
+the multi-view features and normalised RGB patches (location error in [-1, 1] coordinates and
+recall at pixel thresholds, binned by the viewpoint angle between the two views); cosine
+similarity of the multi-view to the base features; normals from the normal head; and joint
+clustering of each window's features scored against ground-truth instances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from mvfm_ros.data.correspondence import sample_correspondences
+from mvfm_ros.data.sample import MultiViewSample
+from mvfm_ros.eval.baseline import rgb_patch_descriptors
+from mvfm_ros.eval.metrics import (
+    RECALL_THRESHOLDS_PX,
+    angle_bin,
+    hard_matches,
+    location_errors,
+    normal_metrics,
+    pixel_errors,
+    recall_at,
+    rotation_angle_deg,
+    segmentation_consistency,
+)
+from mvfm_ros.geometry.sampling import to_unit
+from mvfm_ros.models.heads.segmentation import cluster_segments
+from mvfm_ros.models.mvfm import MultiViewModel
+
+METHODS = ('rgb', 'base', 'multiview')
+
+
+@dataclass
+class WindowOutputs:
+    """Everything computed for one window, kept for plots."""
+
+    sample: MultiViewSample
+    features: dict[str, torch.Tensor]  # method -> (V, C, h, w)
+    normals: torch.Tensor | None = None  # (V, 3, H, W)
+    segments: dict[str, torch.Tensor] = field(default_factory=dict)  # method -> (V, h, w)
+
+
+@dataclass
+class _Errors:
+    loc: list[torch.Tensor] = field(default_factory=list)
+    px: list[torch.Tensor] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        loc = torch.cat(self.loc) if self.loc else torch.zeros(0)
+        px = torch.cat(self.px) if self.px else torch.zeros(0)
+        return {'loc_err': float(loc.mean()) if loc.numel() else math.nan,
+                'matches': int(loc.numel()), **recall_at(px)}
+
+
+def window_features(model: MultiViewModel, sample: MultiViewSample,
+                    ) -> dict[str, torch.Tensor]:
+    """Compute base, multi-view and RGB-baseline features ``(V, C, h, w)`` of one window."""
+    device = model.device
+    images = sample.images.to(device)[None]
+    with torch.no_grad():
+        base = model.base_features(images)[0]
+        multi = model(images, sample.intrinsics.to(device)[None],
+                      sample.cam_to_world.to(device)[None])[0]
+    rgb = rgb_patch_descriptors(sample.images.to(device), model.patch_size)
+    return {'rgb': rgb, 'base': base, 'multiview': multi}
+
+
+def window_matches(sample: MultiViewSample, per_pair: int, generator: torch.Generator,
+                   ) -> torch.Tensor:
+    """Ground-truth correspondences ``(N, 6)`` in pixels: COLMAP tracks if given, else depth."""
+    if sample.matches is not None:
+        return sample.matches
+    if sample.depth is None:
+        raise ValueError(f'sample {sample.name!r} has neither matches nor depth to evaluate on')
+    return sample_correspondences(sample.depth, sample.intrinsics, sample.cam_to_world,
+                                  per_pair, generator)
+
+
+def instances_on_grid(instances: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Ground-truth ids ``(V, H, W)`` at the patch centres of a ``(h, w)`` grid."""
+    return F.interpolate(instances[:, None].float(), size=grid, mode='nearest')[:, 0].long()
+
+
+class Evaluator:
+    """Accumulate the evaluation over windows.
+
+    Args:
+        model: the multi-view model (its backbone gives the base features).
+        matches_per_pair: ground-truth correspondences drawn per ordered view pair.
+        seed: seed of the correspondence sampling.
+        max_segments: upper bound on k of the joint clustering.
+    """
+
+    def __init__(self, model: MultiViewModel, matches_per_pair: int = 128, seed: int = 0,
+                 max_segments: int = 12) -> None:
+        """Start with nothing accumulated."""
+        self.model = model.eval()
+        self.matches_per_pair = matches_per_pair
+        self.generator = torch.Generator().manual_seed(seed)
+        self.max_segments = max_segments
+        self.errors = {m: defaultdict(_Errors) for m in METHODS}
+        self.cosine: list[float] = []
+        self.normals: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.segmentation = {m: [] for m in ('base', 'multiview')}
+        self.windows = 0
+
+    def add(self, sample: MultiViewSample) -> WindowOutputs:
+        """Evaluate one window; returns its outputs (for plots)."""
+        feats = window_features(self.model, sample)
+        height, width = sample.image_size
+        rows = window_matches(sample, self.matches_per_pair, self.generator)
+        for a, b in rows[:, [0, 3]].long().unique(dim=0).tolist():
+            sel = rows[(rows[:, 0] == a) & (rows[:, 3] == b)].to(feats['base'].device)
+            unit_a = to_unit(sel[:, 1:3], height, width)
+            unit_b = to_unit(sel[:, 4:6], height, width)
+            label = angle_bin(rotation_angle_deg(sample.cam_to_world[a], sample.cam_to_world[b]))
+            for method, f in feats.items():
+                found = hard_matches(f[a].float(), f[b].float(), unit_a)
+                for key in (label, 'all'):
+                    self.errors[method][key].loc.append(location_errors(found, unit_b).cpu())
+                    self.errors[method][key].px.append(
+                        pixel_errors(found, unit_b, height, width).cpu())
+        cos = F.cosine_similarity(feats['multiview'].float(), feats['base'].float(), dim=1)
+        self.cosine.append(float(cos.mean()))
+        out = WindowOutputs(sample, feats)
+        if self.model.normal_head is not None:
+            with torch.no_grad():
+                out.normals = self.model.normals(feats['multiview'][None], (height, width))[0]
+            if sample.normals is not None:
+                self.normals.append((out.normals.cpu(), sample.normals))
+        if sample.instances is not None:
+            grid = tuple(feats['base'].shape[-2:])
+            truth = instances_on_grid(sample.instances, grid)
+            ids, counts = truth[truth >= 0].unique(return_counts=True)
+            k = int(min(self.max_segments, max(2, (counts >= 0.01 * truth.numel()).sum())))
+            for method in ('base', 'multiview'):
+                pred = cluster_segments(feats[method].float(), k).cpu()
+                out.segments[method] = pred
+                self.segmentation[method].append(segmentation_consistency(pred, truth))
+        self.windows += 1
+        return out
+
+    def results(self) -> dict:
+        """Summary of everything added: the JSON ``mvfm-eval`` writes."""
+        correspondence = {}
+        for method in METHODS:
+            bins = self.errors[method]
+            correspondence[method] = {
+                'all': bins['all'].summary() if 'all' in bins else _Errors().summary(),
+                'by_angle': {k: bins[k].summary() for k in sorted(
+                    (k for k in bins if k != 'all'), key=lambda k: float(k.split('-')[0]))},
+            }
+        base = correspondence['base']['all']['loc_err']
+        multi = correspondence['multiview']['all']['loc_err']
+        out = {
+            'windows': self.windows,
+            'correspondence': correspondence,
+            'loc_err_ratio_mv_to_base': multi / base if base else math.nan,
+            'cosine_to_base': sum(self.cosine) / len(self.cosine) if self.cosine else math.nan,
+            'recall_thresholds_px': list(RECALL_THRESHOLDS_PX),
+        }
+        if self.normals:
+            pred = torch.cat([p for p, _ in self.normals])
+            truth = torch.cat([t for _, t in self.normals])
+            out['normals'] = normal_metrics(pred, truth)
+        if self.segmentation['multiview']:
+            out['segmentation'] = {
+                m: {key: sum(s[key] for s in scores) / len(scores) for key in scores[0]}
+                for m, scores in self.segmentation.items()}
+        return out
+
+
+def evaluate(model: MultiViewModel, samples: Iterable[MultiViewSample], **kwargs) -> dict:
+    """Evaluate ``model`` on ``samples``; keyword arguments go to :class:`Evaluator`."""
+    evaluator = Evaluator(model, **kwargs)
+    for sample in samples:
+        evaluator.add(sample)
+    return evaluator.results()

@@ -1,0 +1,254 @@
+"""The inference engine: a window of posed frames in, per-view outputs out.
+
+Streaming: the blocks before the model's first adapter see one frame at a time, so their output
+is computed once per frame and cached while the frame stays in the window. When the window slides
+by one keyframe only the new frame runs those blocks; the remaining blocks (with the adapters)
+run on the whole window. With adapters after every block (the paper) nothing but the patch
+embedding is cached; placing adapters only in the last blocks makes streaming cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mvfm_ros.geometry.camera import scale_intrinsics
+from mvfm_ros.geometry.projection import project_points
+from mvfm_ros.geometry.sampling import to_unit
+from mvfm_ros.models.factory import build_model, load_model
+from mvfm_ros.models.heads.segmentation import prompted_segment, spherical_kmeans
+from mvfm_ros.models.mvfm import MultiViewModel
+from mvfm_ros.models.trunk import TokenState, join_states
+from mvfm_ros.pipeline.config import PipelineConfig
+from mvfm_ros.pipeline.frame import Frame, ViewResult
+from mvfm_ros.viz.colors import normal_colors, pca_colors, segment_colors, to_uint8
+
+LOG = logging.getLogger('mvfm_ros.pipeline')
+DEMO_MODEL = 'mvfm_demo_vit.safetensors'
+PROMPT_ID = 255
+
+
+def demo_model_path() -> Path:
+    """Path of the demo model shipped inside the package (see ``docs/results.md``)."""
+    return Path(str(resources.files('mvfm_ros') / 'demo' / DEMO_MODEL))
+
+
+def resolve_device(requested: str) -> torch.device:
+    """Turn ``auto``/``cpu``/``cuda`` into a device; asking for CUDA without one is an error."""
+    if requested == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if requested.startswith('cuda') and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{requested}' was requested but CUDA is not available "
+                           "(no GPU or a CPU-only PyTorch); set device to 'cpu' or 'auto'")
+    return torch.device(requested)
+
+
+def load_pipeline_model(config: PipelineConfig) -> tuple[MultiViewModel, str]:
+    """Load the model the settings name; returns it with a one-line description.
+
+    No checkpoint and no weights: the shipped demo model. A checkpoint: it, with its backbone
+    from ``weights`` when given. Only backbone + weights: the backbone with untrained
+    (zero, identity) adapters, i.e. the base model's features.
+    """
+    pretrained = (True if config.weights == 'hf-cache' else config.weights) or None
+    if config.checkpoint:
+        model = load_model(config.checkpoint, pretrained=pretrained)
+        return model, f"checkpoint '{config.checkpoint}' on {model.config.backbone}"
+    if config.weights:
+        if not config.backbone:
+            raise ValueError('weights is set but backbone is empty: name the timm backbone')
+        model = build_model(config.backbone, pretrained=pretrained)
+        return model, (f"backbone '{config.backbone}' without trained adapters: outputs are the "
+                       'base features (set checkpoint to a trained adapter checkpoint)')
+    path = demo_model_path()
+    if not path.is_file():
+        raise FileNotFoundError(f'the shipped demo model is missing at {path}; reinstall '
+                                'mvfm_ros or set checkpoint/weights')
+    return load_model(path), (f'the shipped DEMO model ({path.name}: a small ViT trained on '
+                              'generated scenes, not a foundation model); set checkpoint and '
+                              'weights for real use')
+
+
+@dataclass
+class _Prepared:
+    image: torch.Tensor  # (3, H, W) float in [0, 1] at the model input size, on the device
+    intrinsics: torch.Tensor  # (3, 3) K at the model input size
+    pose: torch.Tensor  # (4, 4)
+    tokens: TokenState | None = None
+
+
+class Engine:
+    """Run a multi-view model on windows of frames.
+
+    Args:
+        model: the multi-view model.
+        device: where to run.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
+        input_size: (H, W) model input (None: the model's training size, else 224 x 224).
+        num_segments: k of the joint segmentation.
+    """
+
+    def __init__(self, model: MultiViewModel, device: torch.device | str = 'cpu',
+                 precision: str = 'auto', input_size: tuple[int, int] | None = None,
+                 num_segments: int = 8) -> None:
+        """Move the model to the device and fix the input size."""
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        if precision == 'auto':
+            precision = 'bf16' if self.device.type == 'cuda' else 'fp32'
+        self.dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
+        self.precision = precision
+        size = input_size or model.config.input_size or (224, 224)
+        p = model.patch_size
+        if size[0] % p or size[1] % p:
+            raise ValueError(f'input size {size[0]}x{size[1]} must be a multiple of the patch '
+                             f'size {p}, e.g. {size[0] // p * p}x{size[1] // p * p}')
+        self.input_size = (int(size[0]), int(size[1]))
+        self.num_segments = num_segments
+        self._cache: dict[int, _Prepared] = {}
+        self._centres: torch.Tensor | None = None
+        self.prompt: np.ndarray | None = None  # world point selecting an object
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> tuple['Engine', str]:
+        """Build from pipeline settings; returns the engine and the model description."""
+        device = resolve_device(config.device)
+        model, description = load_pipeline_model(config)
+        size = (config.input_height, config.input_width) if config.input_height else None
+        return cls(model, device, config.precision, size, config.num_segments), description
+
+    # ---------------------------------------------------------------------------------- state
+    def release(self) -> None:
+        """Drop cached frames and move the model off the GPU (frees its memory)."""
+        self._cache.clear()
+        self._centres = None
+        self.model.to('cpu')
+        if self.device.type == 'cuda':
+            torch.cuda.empty_cache()
+
+    def restore(self) -> None:
+        """Move the model back to its device after :meth:`release`."""
+        self.model.to(self.device)
+
+    def _autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def prepare(self, frame: Frame) -> _Prepared:
+        """Resize a frame to the model input and scale its intrinsics accordingly."""
+        height, width = frame.image.shape[:2]
+        image = torch.from_numpy(np.array(frame.image, dtype=np.uint8)).to(self.device)
+        image = image.permute(2, 0, 1)[None].float() / 255.0
+        if (height, width) != self.input_size:
+            image = F.interpolate(image, size=self.input_size, mode='bilinear',
+                                  align_corners=False, antialias=True)
+        k = scale_intrinsics(torch.as_tensor(frame.intrinsics, dtype=torch.float32),
+                             self.input_size[1] / width, self.input_size[0] / height)
+        return _Prepared(image[0], k.to(self.device),
+                         torch.as_tensor(frame.cam_to_world, dtype=torch.float32,
+                                         device=self.device))
+
+    # -------------------------------------------------------------------------------- running
+    @torch.inference_mode()
+    def features(self, frames: list[Frame]) -> tuple[torch.Tensor, list[_Prepared]]:
+        """Multi-view features ``(V, C, h, w)`` of a window, reusing cached per-frame work."""
+        if len({f.uid for f in frames}) != len(frames) or any(f.uid < 0 for f in frames):
+            raise ValueError('frames of a window need distinct non-negative uids')
+        prepared = []
+        for frame in frames:
+            item = self._cache.get(frame.uid)
+            if item is None:
+                item = self.prepare(frame)
+                with self._autocast():
+                    item.tokens = self.model.frame_tokens(item.image[None])
+                self._cache[frame.uid] = item
+            prepared.append(item)
+        keep = {f.uid for f in frames}
+        for uid in [u for u in self._cache if u not in keep]:
+            del self._cache[uid]
+        state = join_states([p.tokens for p in prepared])
+        with self._autocast():
+            feats = self.model.window_features(
+                state, torch.stack([p.intrinsics for p in prepared])[None],
+                torch.stack([p.pose for p in prepared])[None])
+        return feats[0].float(), prepared
+
+    @torch.inference_mode()
+    def run(self, frames: list[Frame], outputs: list[int] | None = None) -> list[ViewResult]:
+        """Process a window; return results for the views at indices ``outputs`` (default all).
+
+        Args:
+            frames: the window, oldest first, each with a distinct ``uid``.
+            outputs: which views to return results for (e.g. only the new keyframe).
+        """
+        feats, prepared = self.features(frames)
+        outputs = list(range(len(frames))) if outputs is None else outputs
+        pca = pca_colors(feats)
+        normals = None
+        if self.model.normal_head is not None:
+            normals = self.model.normals(feats[None], self.input_size)[0]
+        segments = self.segment(feats, prepared)
+        images = torch.stack([p.image for p in prepared])
+        seg_full = F.interpolate(segments[:, None].float(), size=self.input_size,
+                                 mode='nearest')[:, 0].long()
+        seg_colours = segment_colors(seg_full, images)
+        results = []
+        for i in outputs:
+            frame = frames[i]
+            height, width = frame.image.shape[:2]
+            h, w = feats.shape[-2:]
+            k_feat = scale_intrinsics(torch.as_tensor(frame.intrinsics, dtype=torch.float64),
+                                      w / width, h / height)
+            results.append(ViewResult(
+                frame=frame,
+                features=feats[i].permute(1, 2, 0).contiguous().cpu().numpy(),
+                feature_intrinsics=k_feat.numpy(),
+                pca=to_uint8(pca[i]),
+                normals=(normals[i].permute(1, 2, 0).contiguous().cpu().numpy()
+                         if normals is not None else None),
+                normals_color=(to_uint8(normal_colors(normals[i]))
+                               if normals is not None else None),
+                segments=seg_full[i].to(torch.uint8).cpu().numpy(),
+                segments_color=to_uint8(seg_colours[i]),
+                window=tuple(f.uid for f in frames),
+                latency=0.0,
+            ))
+        return results
+
+    def segment(self, feats: torch.Tensor, prepared: list[_Prepared]) -> torch.Tensor:
+        """Return segment ids ``(V, h, w)`` of a window.
+
+        Joint k-means, warm-started from the previous window so ids stay stable over time; the
+        prompted object (if any) gets :data:`PROMPT_ID`.
+        """
+        v, c, h, w = feats.shape
+        points = feats.permute(0, 2, 3, 1).reshape(-1, c)
+        labels, self._centres = spherical_kmeans(points, self.num_segments, iterations=6,
+                                                 centres=self._centres)
+        segments = labels.reshape(v, h, w)
+        if self.prompt is not None:
+            hit = self._project_prompt(prepared)
+            if hit is not None:
+                mask, _ = prompted_segment(feats, hit[0], hit[1])
+                segments = torch.where(mask, torch.full_like(segments, PROMPT_ID), segments)
+        return segments
+
+    def _project_prompt(self, prepared: list[_Prepared]) -> tuple[int, torch.Tensor] | None:
+        """Newest view in which the prompt point is in front of the camera and in the image."""
+        point = torch.as_tensor(self.prompt, dtype=torch.float32, device=self.device)
+        height, width = self.input_size
+        for view in range(len(prepared) - 1, -1, -1):
+            pixels, depth = project_points(point.view(1, 3), prepared[view].intrinsics,
+                                           prepared[view].pose)
+            u, v = pixels[0].tolist()
+            if float(depth[0]) > 0 and -0.5 <= u <= width - 0.5 and -0.5 <= v <= height - 0.5:
+                return view, to_unit(pixels[0], height, width)
+        return None

@@ -1,0 +1,161 @@
+"""The perception pipeline shared by the ROS node, the bag processor and the demo.
+
+``accept`` is cheap (checks and keyframe selection) and runs where frames arrive; ``process``
+runs the model on the sliding window and may take long, so the node calls it from a worker
+(:class:`mvfm_ros.pipeline.worker.AsyncPipeline`) and the bag processor calls it inline.
+"""
+
+from __future__ import annotations
+
+import collections
+import statistics
+import threading
+import time
+
+import numpy as np
+
+from mvfm_ros.pipeline.config import PipelineConfig
+from mvfm_ros.pipeline.engine import Engine
+from mvfm_ros.pipeline.frame import Frame, FrameError, ViewResult
+from mvfm_ros.pipeline.keyframes import KeyframeSelector
+
+
+class PipelineStats:
+    """Thread-safe counters and recent latencies, for diagnostics and summaries."""
+
+    def __init__(self, history: int = 500) -> None:
+        """Start at zero."""
+        self._lock = threading.Lock()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.latencies: collections.deque[float] = collections.deque(maxlen=history)
+        self.inference: collections.deque[float] = collections.deque(maxlen=history)
+        self.started = time.monotonic()
+
+    def count(self, key: str, amount: int = 1) -> None:
+        """Add to a counter."""
+        with self._lock:
+            self.counts[key] += amount
+
+    def record(self, latency: float, inference: float) -> None:
+        """Remember one window's latency (arrival to results) and model time."""
+        with self._lock:
+            self.latencies.append(latency)
+            self.inference.append(inference)
+
+    def snapshot(self) -> dict[str, float]:
+        """Counters, rates and latency percentiles as a flat dict."""
+        with self._lock:
+            out: dict[str, float] = dict(self.counts)
+            latencies = sorted(self.latencies)
+            inference = sorted(self.inference)
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        out['input_rate_hz'] = out.get('frames_received', 0) / elapsed
+        out['output_rate_hz'] = out.get('windows_processed', 0) / elapsed
+        for name, values in (('latency', latencies), ('inference', inference)):
+            if values:
+                out[f'{name}_p50_s'] = statistics.median(values)
+                out[f'{name}_p90_s'] = values[min(len(values) - 1, int(0.9 * len(values)))]
+                out[f'{name}_max_s'] = values[-1]
+        return out
+
+
+class Pipeline:
+    """Frames in, per-view results of each new keyframe's window out.
+
+    Args:
+        engine: the inference engine.
+        config: window and keyframe settings.
+    """
+
+    def __init__(self, engine: Engine, config: PipelineConfig) -> None:
+        """Start with an empty window."""
+        self.engine = engine
+        self.config = config
+        self.selector = KeyframeSelector(config.min_translation, config.min_rotation_deg,
+                                         config.max_interval)
+        self.window: collections.deque[Frame] = collections.deque(maxlen=config.window_size)
+        self.stats = PipelineStats()
+        self._last_stamp: dict[str, int] = {}
+        self._next_uid = 0
+
+    # -------------------------------------------------------------------------------- checks
+    def check(self, frame: Frame) -> None:
+        """Raise :class:`FrameError` for a frame that must not reach the model."""
+        image = frame.image
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise FrameError('bad_image', f'image must be (H, W, 3) uint8 RGB, got '
+                             f'{image.shape} {image.dtype}')
+        k = np.asarray(frame.intrinsics, dtype=np.float64)
+        if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+            raise FrameError('bad_camera_info', f'camera {frame.camera!r}: intrinsics are not a '
+                             f'valid K (fx, fy > 0, finite): {k.tolist()}')
+        pose = np.asarray(frame.cam_to_world, dtype=np.float64)
+        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+            raise FrameError('bad_pose', f'camera {frame.camera!r}: pose has NaN/inf values')
+        rotation = pose[:3, :3]
+        if (np.abs(rotation @ rotation.T - np.eye(3)).max() > 1e-3
+                or abs(np.linalg.det(rotation) - 1) > 1e-3
+                or np.abs(pose[3] - [0, 0, 0, 1]).max() > 1e-6):
+            raise FrameError('bad_pose', f'camera {frame.camera!r}: pose is not a rigid '
+                             'transform (rotation not orthonormal or last row not 0 0 0 1)')
+        last = self._last_stamp.get(frame.camera)
+        if last is not None and frame.stamp_ns <= last:
+            kind = 'duplicate_stamp' if frame.stamp_ns == last else 'out_of_order_stamp'
+            raise FrameError(kind, f'camera {frame.camera!r}: stamp {frame.stamp_ns / 1e9:.6f} s '
+                             f'is not after the previous frame ({last / 1e9:.6f} s)')
+
+    def accept(self, frame: Frame) -> bool:
+        """Check a frame and decide whether it is a keyframe (cheap; never runs the model).
+
+        Raises:
+            FrameError: the frame is invalid (counted under its kind).
+        """
+        self.stats.count('frames_received')
+        try:
+            self.check(frame)
+        except FrameError as err:
+            self.stats.count(err.kind)
+            raise
+        self._last_stamp[frame.camera] = frame.stamp_ns
+        if not self.selector.is_keyframe(frame.camera, frame.stamp_ns, frame.cam_to_world):
+            self.stats.count('frames_skipped')
+            return False
+        frame.uid = self._next_uid
+        self._next_uid += 1
+        self.stats.count('keyframes')
+        return True
+
+    def process(self, frame: Frame) -> list[ViewResult]:
+        """Add an accepted keyframe to the window and run the model on the window.
+
+        Returns the results for this frame (empty until the window has two views).
+        """
+        self.window.append(frame)
+        if len(self.window) < 2:
+            return []
+        start = time.monotonic()
+        results = self.engine.run(list(self.window), outputs=[len(self.window) - 1])
+        done = time.monotonic()
+        for result in results:
+            result.latency = done - result.frame.received
+            self.stats.record(result.latency, done - start)
+        self.stats.count('windows_processed')
+        return results
+
+    def add(self, frame: Frame) -> list[ViewResult]:
+        """Accept and process in one call (offline use); non-keyframes give no results."""
+        return self.process(frame) if self.accept(frame) else []
+
+    def set_prompt(self, point_world: np.ndarray | None) -> None:
+        """Select the object at a world point in every view (None clears the prompt)."""
+        if point_world is not None:
+            point_world = np.asarray(point_world, dtype=np.float64).reshape(3)
+            if not np.all(np.isfinite(point_world)):
+                raise FrameError('bad_prompt', 'prompt point has NaN/inf coordinates')
+        self.engine.prompt = point_world
+
+    def reset(self) -> None:
+        """Empty the window and forget keyframe history (e.g. after deactivation)."""
+        self.window.clear()
+        self.selector.reset()
+        self._last_stamp.clear()

@@ -1,0 +1,107 @@
+"""Run the pipeline in a worker thread behind a bounded, drop-oldest queue.
+
+Callers (ROS callbacks) only ever do :meth:`AsyncPipeline.submit`, which checks the frame, picks
+keyframes and enqueues; it never waits for the model. When keyframes arrive faster than the
+model runs, the oldest waiting keyframe is dropped and counted, so latency stays bounded by
+queue size times inference time.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+
+from mvfm_ros.pipeline.frame import Frame, ViewResult
+from mvfm_ros.pipeline.pipeline import Pipeline
+
+LOG = logging.getLogger('mvfm_ros.pipeline')
+
+
+class AsyncPipeline:
+    """A worker thread that processes keyframes from a bounded queue.
+
+    Args:
+        pipeline: the pipeline (its ``config.queue_size`` bounds the queue).
+        on_results: called in the worker thread with each window's results.
+        on_error: called in the worker thread when processing a window raises.
+    """
+
+    def __init__(self, pipeline: Pipeline, on_results: Callable[[list[ViewResult]], None],
+                 on_error: Callable[[Exception], None] | None = None) -> None:
+        """Create the queue; call :meth:`start` to run."""
+        self.pipeline = pipeline
+        self.on_results = on_results
+        self.on_error = on_error or (lambda err: LOG.exception('window failed', exc_info=err))
+        self._queue: collections.deque[Frame] = collections.deque()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name='mvfm-inference', daemon=True)
+        self._thread.start()
+
+    def submit(self, frame: Frame) -> bool:
+        """Check and enqueue a frame; True if it was a keyframe. Never blocks on inference.
+
+        Raises:
+            mvfm_ros.pipeline.frame.FrameError: invalid frame (already counted).
+        """
+        if not self.pipeline.accept(frame):
+            return False
+        with self._cond:
+            if len(self._queue) >= self.pipeline.config.queue_size:
+                self._queue.popleft()
+                self.pipeline.stats.count('frames_dropped')
+            self._queue.append(frame)
+            self._cond.notify()
+        return True
+
+    def pending(self) -> int:
+        """Keyframes waiting plus the one being processed."""
+        with self._cond:
+            return len(self._queue) + int(self._busy)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the queue is empty and nothing is running; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the worker after the window in progress; waiting keyframes are discarded."""
+        with self._cond:
+            self._stop = True
+            self._queue.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                LOG.warning('inference thread did not stop within %.1f s', timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stop)
+                if self._stop:
+                    return
+                frame = self._queue.popleft()
+                self._busy = True
+            try:
+                results = self.pipeline.process(frame)
+                if results:
+                    self.on_results(results)
+            except Exception as err:  # a failed window must not kill the worker
+                self.pipeline.stats.count('inference_errors')
+                self.on_error(err)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()

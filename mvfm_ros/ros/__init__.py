@@ -1,0 +1,1 @@
+"""The ROS 2 layer: the perception node, message conversions and offline bag processing."""

@@ -1,0 +1,332 @@
+"""``mvfm-bag`` (``ros2 run mvfm_ros process_bag``): run the perception pipeline over a bag.
+
+Reads a ROS 2 bag (MCAP or sqlite3) with ``rosbags``, takes images, camera_info and poses (from
+``/tf`` + ``/tf_static`` through :class:`~mvfm_ros.ros.tf_tree.TransformTree`, or from a pose
+topic), runs the same :class:`~mvfm_ros.pipeline.Pipeline` as the node, and writes a bag with the
+node's output topics (optionally with the inputs), readable by ``ros2 bag`` and Foxglove. The
+output is written next to its final path and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+from tqdm import tqdm
+
+from mvfm_ros.pipeline import Engine, Frame, FrameError, Pipeline, PipelineConfig
+from mvfm_ros.pipeline.frame import ViewResult
+from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
+from mvfm_ros.ros.conversions import (
+    ConversionError,
+    camera_info_matrix,
+    float_encoding,
+    image_fields,
+    image_to_rgb,
+    pose_to_matrix,
+    scaled_camera_info_fields,
+    stamp_to_ns,
+    transform_to_matrix,
+)
+from mvfm_ros.ros.tf_tree import TransformTree
+
+LOG = logging.getLogger('mvfm_ros.bag')
+IMAGE = 'sensor_msgs/msg/Image'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
+POSE_TYPES = ('geometry_msgs/msg/PoseStamped', 'nav_msgs/msg/Odometry')
+TF_TYPE = 'tf2_msgs/msg/TFMessage'
+
+
+class BagError(RuntimeError):
+    """The bag cannot be processed as asked (missing topic, frame, ...)."""
+
+
+@dataclass
+class BagOptions:
+    """What to read and write."""
+
+    image_topic: str = '/camera/image'
+    camera_info_topic: str = '/camera/camera_info'
+    pose_source: str = 'tf'
+    pose_topic: str = '/pose'
+    world_frame: str = 'map'
+    output_namespace: str = '/mvfm'
+    include_inputs: bool = False
+    storage: str = 'mcap'
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+@dataclass
+class BagReport:
+    """What happened, for the summary line and tests."""
+
+    images: int = 0
+    results: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def _connections(reader: AnyReader, topic: str, types: tuple[str, ...]) -> list[Any]:
+    found = [c for c in reader.connections if c.topic == topic]
+    if not found:
+        available = sorted({f'{c.topic} ({c.msgtype})' for c in reader.connections})
+        raise BagError(f"topic '{topic}' is not in the bag; topics: {', '.join(available)}")
+    wrong = [c.msgtype for c in found if c.msgtype not in types]
+    if wrong:
+        raise BagError(f"topic '{topic}' has type {wrong[0]}, expected {' or '.join(types)}")
+    return found
+
+
+def _read_poses(reader: AnyReader, options: BagOptions) -> Any:
+    """Return a lookup ``(frame_id, stamp_ns) -> pose`` from TF or the pose topic."""
+    gap = options.pipeline.max_pose_gap
+    if options.pose_source == 'topic':
+        buffer = PoseBuffer(max_gap=gap, max_age=0)
+        for conn, _, raw in reader.messages(
+                connections=_connections(reader, options.pose_topic, POSE_TYPES)):
+            msg = reader.deserialize(raw, conn.msgtype)
+            pose = msg.pose.pose if conn.msgtype.endswith('Odometry') else msg.pose
+            buffer.add(stamp_to_ns(msg.header.stamp), pose_to_matrix(pose))
+        return lambda frame_id, stamp: buffer.lookup(stamp)
+    tree = TransformTree(max_gap=gap)
+    tf_conns = [c for c in reader.connections if c.topic in ('/tf', '/tf_static')
+                and c.msgtype == TF_TYPE]
+    if not tf_conns:
+        raise BagError('pose_source tf, but the bag has no /tf or /tf_static; use '
+                       '--pose-source topic --pose-topic TOPIC')
+    for conn, _, raw in reader.messages(connections=tf_conns):
+        for t in reader.deserialize(raw, conn.msgtype).transforms:
+            tree.add(t.header.frame_id, t.child_frame_id, stamp_to_ns(t.header.stamp),
+                     transform_to_matrix(t.transform), static=conn.topic == '/tf_static')
+    world = options.world_frame.lstrip('/')
+    if world not in tree.frames:
+        raise BagError(f"world frame '{world}' is not in the bag's TF tree (frames: "
+                       f"{', '.join(tree.frames)}); set --world-frame")
+    return lambda frame_id, stamp: tree.lookup(world, frame_id, stamp)
+
+
+class OutputWriter:
+    """Writes the node's output topics (and optionally inputs) with the rosbags typestore."""
+
+    def __init__(self, writer: Writer, namespace: str) -> None:
+        """Register the output connections."""
+        self.writer = writer
+        self.store = get_typestore(Stores.ROS2_JAZZY)
+        self.namespace = namespace.rstrip('/')
+        self.connections: dict[str, Any] = {}
+        self.inputs: dict[int, Any] = {}
+
+    def _conn(self, topic: str, msgtype: str) -> Any:
+        if topic not in self.connections:
+            self.connections[topic] = self.writer.add_connection(topic, msgtype,
+                                                                 typestore=self.store)
+        return self.connections[topic]
+
+    def _write(self, topic: str, msgtype: str, msg: Any, time_ns: int) -> None:
+        self.writer.write(self._conn(topic, msgtype), time_ns,
+                          self.store.serialize_cdr(msg, msgtype))
+
+    def copy_input(self, conn: Any, time_ns: int, raw: bytes) -> None:
+        """Copy an input message unchanged."""
+        if conn.id not in self.inputs:
+            self.inputs[conn.id] = self.writer.add_connection(
+                conn.topic, conn.msgtype, msgdef=conn.msgdef.data, rihs01=conn.digest)
+        self.writer.write(self.inputs[conn.id], time_ns, raw)
+
+    def result(self, result: ViewResult, time_ns: int) -> None:
+        """Write every output of one view with the source image's header."""
+        types = self.store.types
+        header = _header(types, result.frame.header)
+        image_t, info_t = types[IMAGE], types[CAMERA_INFO]
+
+        def image(array: np.ndarray, encoding: str) -> Any:
+            fields = image_fields(array, encoding)
+            fields['data'] = np.frombuffer(fields['data'], dtype=np.uint8)
+            return image_t(header=header, **fields)
+
+        ns = self.namespace
+        h, w, c = result.features.shape
+        self._write(f'{ns}/features', IMAGE, image(result.features, float_encoding(c)), time_ns)
+        fields = scaled_camera_info_fields(result.feature_intrinsics, h, w)
+        roi_t = types['sensor_msgs/msg/RegionOfInterest']
+        info = info_t(header=header, height=h, width=w, distortion_model='plumb_bob',
+                      d=np.zeros(5), k=np.asarray(fields['k']), r=np.asarray(fields['r']),
+                      p=np.asarray(fields['p']), binning_x=0, binning_y=0,
+                      roi=roi_t(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+        self._write(f'{ns}/features/camera_info', CAMERA_INFO, info, time_ns)
+        self._write(f'{ns}/features/pca', IMAGE, image(result.pca, 'rgb8'), time_ns)
+        if result.normals is not None:
+            self._write(f'{ns}/normals', IMAGE, image(result.normals, '32FC3'), time_ns)
+            self._write(f'{ns}/normals/color', IMAGE, image(result.normals_color, 'rgb8'),
+                        time_ns)
+        self._write(f'{ns}/segmentation', IMAGE, image(result.segments, 'mono8'), time_ns)
+        self._write(f'{ns}/segmentation/color', IMAGE, image(result.segments_color, 'rgb8'),
+                    time_ns)
+
+
+def _header(types: dict[str, Any], source: Any) -> Any:
+    time_t, header_t = types['builtin_interfaces/msg/Time'], types['std_msgs/msg/Header']
+    return header_t(stamp=time_t(sec=source.stamp.sec, nanosec=source.stamp.nanosec),
+                    frame_id=source.frame_id)
+
+
+def process_bag(source: Path, output: Path, options: BagOptions,
+                engine: Engine | None = None, progress: bool = True) -> BagReport:
+    """Run the pipeline over ``source`` and write ``output``.
+
+    Raises:
+        BagError: missing topics, frames or transforms, or an existing output.
+        FileNotFoundError: the input bag does not exist.
+    """
+    source, output = Path(source), Path(output)
+    if not source.exists():
+        raise FileNotFoundError(f"input bag '{source}' does not exist")
+    if output.exists():
+        raise BagError(f"output '{output}' exists; remove it or choose another path")
+    report = BagReport()
+    partial = output.with_name(output.name + '.partial')
+    shutil.rmtree(partial, ignore_errors=True)
+    storage = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[options.storage]
+    try:
+        with AnyReader([source]) as reader:
+            images = _connections(reader, options.image_topic, (IMAGE,))
+            infos = _connections(reader, options.camera_info_topic, (CAMERA_INFO,))
+            lookup = _read_poses(reader, options)
+            if engine is None:  # loaded once the bag is known to hold what is needed
+                engine, description = Engine.from_config(options.pipeline)
+                LOG.info('model: %s', description)
+            pipeline = Pipeline(engine, options.pipeline)
+            inputs = images + infos
+            if options.include_inputs:
+                inputs = list(reader.connections)
+            total = sum(c.msgcount for c in images)
+            with Writer(partial, version=9, storage_plugin=storage) as writer:
+                out = OutputWriter(writer, options.output_namespace)
+                latest_info = None
+                bar = tqdm(total=total, desc='bag', unit='img', disable=not progress)
+                for conn, time_ns, raw in reader.messages(connections=inputs):
+                    if options.include_inputs:
+                        out.copy_input(conn, time_ns, raw)
+                    if conn.topic == options.camera_info_topic:
+                        latest_info = reader.deserialize(raw, conn.msgtype)
+                        continue
+                    if conn.topic != options.image_topic:
+                        continue
+                    bar.update(1)
+                    report.images += 1
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    for result in _frame_results(msg, latest_info, lookup, pipeline, report):
+                        out.result(result, time_ns)
+                        report.results += 1
+                bar.close()
+        if report.results == 0:
+            raise BagError(f'no outputs: {report.images} images, skipped {dict(report.skipped)} '
+                           '(see the warnings above)')
+        partial.rename(output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    report.stats = pipeline.stats.snapshot()
+    return report
+
+
+def _frame_results(msg: Any, info: Any, lookup: Any, pipeline: Pipeline,
+                   report: BagReport) -> list[ViewResult]:
+    stamp = stamp_to_ns(msg.header.stamp)
+    try:
+        if info is None:
+            raise ConversionError('missing_camera_info', 'image before any camera_info')
+        rgb = image_to_rgb(msg)
+        k = camera_info_matrix(info, rgb.shape[:2])
+        try:
+            pose = lookup(msg.header.frame_id, stamp)
+        except PoseLookupError as err:
+            raise ConversionError(f'pose_{err.kind}', str(err)) from err
+        except LookupError as err:
+            raise BagError(str(err)) from err
+        return pipeline.add(Frame(rgb, k, pose, stamp, 'camera', msg.header))
+    except (ConversionError, FrameError) as err:
+        if report.skipped[err.kind] == 0:
+            LOG.warning('skipping image at %.3f s: [%s] %s (further ones counted)', stamp / 1e9,
+                        err.kind, err)
+        report.skipped[err.kind] += 1
+        return []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line interface."""
+    parser = argparse.ArgumentParser(prog='mvfm-bag', description=__doc__.split('\n\n')[0])
+    parser.add_argument('input', help='input bag (folder with metadata.yaml, MCAP or sqlite3)')
+    parser.add_argument('output', help='output bag folder (must not exist)')
+    defaults = BagOptions()
+    parser.add_argument('--image-topic', default=defaults.image_topic)
+    parser.add_argument('--camera-info-topic', default=defaults.camera_info_topic)
+    parser.add_argument('--pose-source', choices=('tf', 'topic'), default=defaults.pose_source)
+    parser.add_argument('--pose-topic', default=defaults.pose_topic,
+                        help='PoseStamped or Odometry of the camera optical frame')
+    parser.add_argument('--world-frame', default=defaults.world_frame)
+    parser.add_argument('--output-namespace', default=defaults.output_namespace)
+    parser.add_argument('--include-inputs', action='store_true',
+                        help='copy every input topic to the output bag')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default=defaults.storage)
+    parser.add_argument('--config', help='node parameter file (perception.yaml): pipeline '
+                        'settings are read from it')
+    parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                        help='pipeline setting, e.g. --param window_size=6 (repeatable)')
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> BagOptions:
+    """Turn parsed arguments into :class:`BagOptions`."""
+    values: dict[str, Any] = {}
+    if args.config:
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        for node_params in data.values():
+            values.update((node_params or {}).get('ros__parameters', {}))
+    for item in args.param:
+        name, sep, value = item.partition('=')
+        if not sep:
+            raise SystemExit(f"mvfm-bag: --param needs NAME=VALUE, got '{item}'")
+        values[name] = yaml.safe_load(value)
+    unknown = set(values) - set(PipelineConfig.defaults())
+    if args.param and unknown & {p.partition('=')[0] for p in args.param}:
+        raise SystemExit(f'mvfm-bag: unknown pipeline setting(s) {sorted(unknown)}; known: '
+                         f'{sorted(PipelineConfig.defaults())}')
+    return BagOptions(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+                      pose_source=args.pose_source, pose_topic=args.pose_topic,
+                      world_frame=args.world_frame, output_namespace=args.output_namespace,
+                      include_inputs=args.include_inputs, storage=args.storage,
+                      pipeline=PipelineConfig.from_dict(values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    args = build_parser().parse_args(argv)
+    try:
+        options = options_from_args(args)
+        report = process_bag(Path(args.input), Path(args.output), options)
+    except (BagError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f'mvfm-bag: error: {err}', file=sys.stderr)
+        return 2
+    stats = report.stats
+    print(f'{report.images} images, {int(stats.get("keyframes", 0))} keyframes, '
+          f'{report.results} outputs written to {args.output}; skipped: '
+          f'{dict(report.skipped) or "none"}; model time per window p50 '
+          f'{stats.get("inference_p50_s", float("nan")) * 1000:.1f} ms')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Conversions between ROS messages and arrays, written against message fields only.
+
+They read and fill the fields of sensor_msgs/geometry_msgs/nav_msgs messages, so the same code
+serves rclpy messages in the node and ``rosbags`` messages in the bag processor (cv_bridge is not
+installable without a ROS install and would tie the bag path to one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mvfm_ros.geometry.interpolation import pose_matrix
+
+CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}
+
+
+class ConversionError(ValueError):
+    """A message that cannot be used; ``kind`` names the diagnostics counter."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        """Record the kind and the reason."""
+        super().__init__(message)
+        self.kind = kind
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time to integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> tuple[int, int]:
+    """Integer nanoseconds to (sec, nanosec)."""
+    return ns // 1_000_000_000, ns % 1_000_000_000
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) to an ``(H, W, 3)`` uint8 RGB array.
+
+    Raises:
+        ConversionError: unsupported encoding (``unsupported_encoding``) or a data size that
+            does not match height, width and step (``bad_image``).
+    """
+    encoding = str(msg.encoding).lower()
+    if encoding not in CHANNELS:
+        raise ConversionError('unsupported_encoding', f"image encoding '{msg.encoding}' is not "
+                              f'supported; use one of {", ".join(CHANNELS)}')
+    channels = CHANNELS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data,
+                         dtype=np.uint8)
+    if height <= 0 or width <= 0 or step < width * channels or data.size < height * step:
+        raise ConversionError('bad_image', f'image data of {data.size} bytes does not fit '
+                              f'{height}x{width} {encoding} with step {step}')
+    rows = data[:height * step].reshape(height, step)[:, :width * channels]
+    pixels = rows.reshape(height, width, channels)
+    if encoding == 'mono8':
+        return np.repeat(pixels, 3, axis=2)
+    if encoding.startswith('bgr'):
+        pixels = pixels[:, :, 2::-1]
+    return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
+    """Fields of a sensor_msgs/Image holding ``array`` (uint8 or float32, little-endian).
+
+    ``encoding`` is e.g. ``rgb8``, ``mono8``, ``16UC1``, ``32FC3`` or ``32FC384``.
+    """
+    array = np.ascontiguousarray(array)
+    if array.dtype == np.float32 or array.dtype == np.uint16:
+        array = array.astype(array.dtype.newbyteorder('<'), copy=False)
+    height, width = array.shape[:2]
+    return {'height': height, 'width': width, 'encoding': encoding, 'is_bigendian': 0,
+            'step': int(array.strides[0]), 'data': array.tobytes()}
+
+
+def float_encoding(channels: int) -> str:
+    """Return the encoding of a float32 image with ``channels`` channels (``32FC<C>``)."""
+    return f'32FC{channels}'
+
+
+def camera_info_matrix(msg: Any, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """K of the published image from sensor_msgs/CameraInfo (binning and ROI applied).
+
+    Args:
+        msg: the CameraInfo.
+        image_shape: (H, W) of the image it is used with, checked against the info.
+
+    Raises:
+        ConversionError: all-zero or non-finite K (``bad_camera_info``), or an image whose size
+            does not match the info (``size_mismatch``).
+    """
+    from mvfm_ros.geometry.camera import intrinsics_from_camera_info
+
+    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise ConversionError('bad_camera_info', 'camera_info has no valid K (fx, fy must be '
+                              'positive): is the camera calibrated?')
+    roi = msg.roi
+    roi_tuple = (int(roi.x_offset), int(roi.y_offset), int(roi.height), int(roi.width))
+    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
+    full_h, full_w = (roi_tuple[2], roi_tuple[3]) if roi_tuple[2] and roi_tuple[3] else (
+        int(msg.height), int(msg.width))
+    expected = (full_h // by, full_w // bx)
+    if image_shape is not None and full_w and full_h and tuple(image_shape) != expected:
+        raise ConversionError('size_mismatch', f'image is {image_shape[1]}x{image_shape[0]} but '
+                              f'camera_info describes {expected[1]}x{expected[0]} (after '
+                              'binning/ROI); is camera_info from the same camera and mode?')
+    return intrinsics_from_camera_info(k.reshape(-1).tolist(), bx, by, roi_tuple).numpy()
+
+
+def scaled_camera_info_fields(k: np.ndarray, height: int, width: int) -> dict[str, Any]:
+    """CameraInfo fields (plumb_bob, no distortion) for an image of the given size and K."""
+    p = np.zeros((3, 4))
+    p[:, :3] = k
+    return {'height': height, 'width': width, 'distortion_model': 'plumb_bob',
+            'd': [0.0] * 5, 'k': k.reshape(-1).tolist(), 'r': np.eye(3).reshape(-1).tolist(),
+            'p': p.reshape(-1).tolist(), 'binning_x': 0, 'binning_y': 0}
+
+
+def pose_to_matrix(pose: Any) -> np.ndarray:
+    """geometry_msgs/Pose to a ``(4, 4)`` transform.
+
+    Raises:
+        ConversionError: NaN/inf or a zero quaternion (``bad_pose``).
+    """
+    p, q = pose.position, pose.orientation
+    try:
+        return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+    except ValueError as err:
+        raise ConversionError('bad_pose', f'pose rejected: {err}') from err
+
+
+def transform_to_matrix(transform: Any) -> np.ndarray:
+    """geometry_msgs/Transform to a ``(4, 4)`` matrix.
+
+    Raises:
+        ConversionError: NaN/inf or a zero quaternion (``bad_pose``).
+    """
+    t, q = transform.translation, transform.rotation
+    try:
+        return pose_matrix([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
+    except ValueError as err:
+        raise ConversionError('bad_pose', f'transform rejected: {err}') from err

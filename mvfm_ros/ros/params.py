@@ -1,0 +1,90 @@
+"""Every parameter of the perception node, with its default and meaning, in one table.
+
+Pipeline parameters come from :class:`mvfm_ros.pipeline.config.PipelineConfig` (their defaults
+live there); the rest are about ROS wiring. The node declares exactly these, the README's table
+and ``config/perception.yaml`` are checked against them by the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mvfm_ros.pipeline.config import PipelineConfig
+
+POSE_SOURCES = ('tf', 'topic')
+POSE_TYPES = ('pose', 'odometry')
+RELIABILITIES = ('best_effort', 'reliable')
+
+ROS_PARAMETERS: dict[str, tuple[Any, str]] = {
+    'cameras': (['camera'], 'camera names; camera C reads C/image and C/camera_info (remap '
+                'them); with several cameras outputs go to mvfm/C/...'),
+    'pose_source': ('tf', 'tf: look up world_frame <- image frame_id at the image stamp; '
+                    'topic: interpolate pose_topic to the image stamp'),
+    'pose_topic': ('pose', 'pose of the camera optical frame in world_frame (pose_source: topic)'),
+    'pose_type': ('pose', 'message type on pose_topic: pose (PoseStamped) or odometry '
+                  '(Odometry)'),
+    'world_frame': ('map', 'fixed frame the poses are expressed in'),
+    'tf_timeout': (0.2, 'seconds to wait for a pose (TF or topic) covering an image stamp'),
+    'prompt_topic': ('/clicked_point', 'PointStamped selecting an object to segment in every '
+                     'view (RViz Publish Point)'),
+    'output_namespace': ('mvfm', 'prefix of the output topics'),
+    'input_reliability': ('best_effort', 'QoS reliability of image/camera_info/pose '
+                          'subscriptions (best_effort matches every publisher)'),
+    'input_depth': (5, 'QoS history depth of the input subscriptions'),
+    'output_reliability': ('reliable', 'QoS reliability of the output publishers'),
+    'output_depth': (5, 'QoS history depth of the output publishers'),
+    'diagnostics_period': (1.0, 'seconds between /diagnostics messages'),
+    'log_throttle': (5.0, 'seconds between repeats of the same warning'),
+    'autostart': (False, 'configure and activate on start-up (the launch file sets true)'),
+}
+
+PIPELINE_DESCRIPTIONS: dict[str, str] = {
+    'window_size': 'views per multi-view window (all cameras together)',
+    'min_translation': 'metres of camera motion that make a new keyframe',
+    'min_rotation_deg': 'degrees of camera rotation that make a new keyframe',
+    'max_interval': 'seconds after which a frame is a keyframe anyway (0: never)',
+    'queue_size': 'keyframes waiting for inference; when full the oldest is dropped',
+    'input_height': 'model input height (0: the size the model was trained at)',
+    'input_width': 'model input width (0: the size the model was trained at)',
+    'device': 'auto, cpu or cuda (cuda without a GPU fails configure)',
+    'precision': 'auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16',
+    'backbone': 'timm backbone name, used with weights when no checkpoint is given',
+    'weights': 'backbone weights file, or hf-cache (empty + empty checkpoint: demo model)',
+    'checkpoint': 'adapter checkpoint from mvfm-train (empty + empty weights: demo model)',
+    'num_segments': 'k of the joint segmentation',
+    'max_pose_gap': 'seconds between the two poses an image stamp is interpolated between',
+}
+
+
+def all_parameters() -> dict[str, tuple[Any, str]]:
+    """Name -> (default, description) of every node parameter."""
+    pipeline = {f.name: (f.default, PIPELINE_DESCRIPTIONS[f.name])
+                for f in dataclasses.fields(PipelineConfig)}
+    return {**pipeline, **ROS_PARAMETERS}
+
+
+def validate(values: dict[str, Any]) -> None:
+    """Raise ValueError for parameter values the node cannot run with."""
+    if values['pose_source'] not in POSE_SOURCES:
+        raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got "
+                         f"{values['pose_source']!r}")
+    if values['pose_type'] not in POSE_TYPES:
+        raise ValueError(f"pose_type must be one of {POSE_TYPES}, got {values['pose_type']!r}")
+    for key in ('input_reliability', 'output_reliability'):
+        if values[key] not in RELIABILITIES:
+            raise ValueError(f'{key} must be one of {RELIABILITIES}, got {values[key]!r}')
+    cameras = list(values['cameras'])
+    if not cameras or len(set(cameras)) != len(cameras) or not all(cameras):
+        raise ValueError(f'cameras must be distinct non-empty names, got {cameras}')
+    PipelineConfig.from_dict(values)  # its own checks
+
+
+def markdown_table() -> str:
+    """Return the README's parameter table (markdown)."""
+    lines = ['| parameter | default | meaning |', '|---|---|---|']
+    for name, (default, text) in all_parameters().items():
+        shown = repr(default) if isinstance(default, str) else str(default).lower() if isinstance(
+            default, bool) else str(default)
+        lines.append(f'| `{name}` | `{shown}` | {text} |')
+    return '\n'.join(lines)

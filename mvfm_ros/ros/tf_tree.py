@@ -1,0 +1,97 @@
+"""A time-interpolated transform tree read from ``/tf`` and ``/tf_static`` of a bag.
+
+tf2 (tf2_ros / the tf2 C++ buffer) is not installable without a ROS install, and the bag
+processor must run on any machine with ``pip``; so this small tree does what tf2's buffer does for
+offline lookups: per edge a time series of transforms, interpolated (slerp + lerp) at the query
+stamp, composed along the path between two frames, never extrapolated.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from mvfm_ros.geometry.interpolation import invert_pose
+from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
+
+
+class TransformTree:
+    """Transforms between frames over time.
+
+    Args:
+        max_gap: seconds between two transforms of an edge allowed for interpolation.
+    """
+
+    def __init__(self, max_gap: float = 0.5) -> None:
+        """Start empty."""
+        self.max_gap = max_gap
+        self.dynamic: dict[tuple[str, str], PoseBuffer] = {}
+        self.static: dict[tuple[str, str], np.ndarray] = {}
+        self.neighbours: dict[str, set[str]] = {}
+
+    @property
+    def frames(self) -> list[str]:
+        """All frame names seen."""
+        return sorted(self.neighbours)
+
+    def add(self, parent: str, child: str, stamp_ns: int, transform: np.ndarray,
+            static: bool = False) -> None:
+        """Add the pose of ``child`` in ``parent`` (a geometry_msgs/TransformStamped)."""
+        parent, child = parent.lstrip('/'), child.lstrip('/')
+        if static:
+            self.static[(parent, child)] = transform
+        else:
+            self.dynamic.setdefault((parent, child), PoseBuffer(self.max_gap, max_age=0)).add(
+                stamp_ns, transform)
+        self.neighbours.setdefault(parent, set()).add(child)
+        self.neighbours.setdefault(child, set()).add(parent)
+
+    def _path(self, target: str, source: str) -> list[str]:
+        previous = {source: source}
+        queue = deque([source])
+        while queue:
+            frame = queue.popleft()
+            if frame == target:
+                break
+            for other in self.neighbours.get(frame, ()):
+                if other not in previous:
+                    previous[other] = frame
+                    queue.append(other)
+        if target not in previous:
+            raise LookupError(f"no transform path from '{source}' to '{target}' (frames in "
+                              f'the bag: {", ".join(self.frames) or "none"})')
+        path = [target]  # target ... source: T_target_source = T_target_x1 @ ... @ T_xn_source
+        while path[-1] != source:
+            path.append(previous[path[-1]])
+        return path
+
+    def _edge(self, parent: str, child: str, stamp_ns: int) -> np.ndarray:
+        if (parent, child) in self.static:
+            return self.static[(parent, child)]
+        return self.dynamic[(parent, child)].lookup(stamp_ns)
+
+    def lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
+        """Pose of ``source`` in ``target`` at the stamp, ``(4, 4)`` (tf2's lookup_transform).
+
+        Raises:
+            LookupError: a frame is unknown or not connected.
+            mvfm_ros.pipeline.poses.PoseLookupError: the stamp is outside an edge's data.
+        """
+        target, source = target.lstrip('/'), source.lstrip('/')
+        for frame in (target, source):
+            if frame not in self.neighbours:
+                raise LookupError(f"frame '{frame}' is not in the bag's TF tree (frames: "
+                                  f'{", ".join(self.frames) or "none"})')
+        path = self._path(target, source)
+        out = np.eye(4)
+        for a, b in zip(path[:-1], path[1:]):
+            if (a, b) in self.static or (a, b) in self.dynamic:
+                step = self._edge(a, b, stamp_ns)
+            else:
+                step = invert_pose(self._edge(b, a, stamp_ns))
+            out = out @ step
+        return out
+
+
+__all__ = ['PoseLookupError', 'TransformTree']

@@ -1,0 +1,138 @@
+"""Offline bag processing: TF tree, mvfm-bag on a bag written here, read back independently."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import TINY_ADAPTER
+from mcap.reader import make_reader
+from rosbags.typesys import Stores, get_typestore
+
+from mvfm_ros import build_model
+from mvfm_ros.demo.make_bag import BASE_TO_OPTICAL, write_demo_bag
+from mvfm_ros.geometry.interpolation import matrix_to_quat, pose_matrix
+from mvfm_ros.pipeline import Engine, PipelineConfig
+from mvfm_ros.pipeline.poses import PoseLookupError
+from mvfm_ros.ros.bag import BagError, BagOptions, main, process_bag
+from mvfm_ros.ros.tf_tree import TransformTree
+
+
+def rotation_z(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def test_transform_tree_composes_interpolates_and_refuses_extrapolation() -> None:
+    tree = TransformTree(max_gap=1.0)
+    tree.add('map', 'odom', 0, np.eye(4), static=True)
+    tree.add('odom', 'base', 0, pose_matrix([0, 0, 0], matrix_to_quat(rotation_z(0))))
+    tree.add('odom', 'base', 1_000_000_000, pose_matrix([1, 0, 0],
+                                                        matrix_to_quat(rotation_z(0.4))))
+    tree.add('base', 'cam', 0, BASE_TO_OPTICAL, static=True)
+    mid = tree.lookup('map', 'cam', 500_000_000)
+    expected = pose_matrix([0.5, 0, 0], matrix_to_quat(rotation_z(0.2))) @ BASE_TO_OPTICAL
+    assert np.allclose(mid, expected, atol=1e-9)
+    # The inverse direction is the inverse transform.
+    assert np.allclose(tree.lookup('cam', 'map', 500_000_000) @ mid, np.eye(4), atol=1e-9)
+    with pytest.raises(PoseLookupError):
+        tree.lookup('map', 'cam', 2_000_000_000)
+    with pytest.raises(LookupError, match="'nowhere' is not in"):
+        tree.lookup('map', 'nowhere', 0)
+    tree.add('island', 'rock', 0, np.eye(4), static=True)
+    with pytest.raises(LookupError, match='no transform path'):
+        tree.lookup('map', 'rock', 0)
+
+
+@pytest.fixture(scope='module')
+def small_bag(tmp_path_factory):
+    return write_demo_bag(tmp_path_factory.mktemp('bag') / 'in', frames=6, size=(48, 64),
+                          speed=1.0)
+
+
+@pytest.fixture(scope='module')
+def engine():
+    model = build_model('vit_small_patch16_224', pretrained=False,
+                        backbone_kwargs=dict(patch_size=8, embed_dim=32, depth=2, num_heads=2),
+                        normal_head=8, **TINY_ADAPTER)
+    return Engine(model, 'cpu', input_size=(32, 48), num_segments=3)
+
+
+def read_mcap(folder):
+    """Messages of an MCAP bag via the mcap library (not rosbags), CDR decoded by rosbags."""
+    store = get_typestore(Stores.ROS2_JAZZY)
+    files = list(folder.glob('*.mcap'))
+    assert len(files) == 1
+    out = {}
+    with open(files[0], 'rb') as handle:
+        for schema, channel, message in make_reader(handle).iter_messages():
+            msg = store.deserialize_cdr(message.data, schema.name)
+            out.setdefault(channel.topic, []).append((message.log_time, msg))
+    return out
+
+
+CONFIG = dict(min_translation=0.0, min_rotation_deg=0.0, max_interval=0.0, window_size=3)
+
+
+@pytest.mark.parametrize('pose_source', ['tf', 'topic'])
+def test_bag_processor_writes_the_node_topics(small_bag, engine, tmp_path, pose_source) -> None:
+    options = BagOptions(pose_source=pose_source, include_inputs=pose_source == 'topic',
+                         pipeline=PipelineConfig(**CONFIG))
+    report = process_bag(small_bag, tmp_path / 'out', options, engine=engine, progress=False)
+    assert report.images == 6 and report.results == 5 and not report.skipped
+    bag = read_mcap(tmp_path / 'out')
+    inputs = {t[0] for t in read_mcap(small_bag)['/camera/image']}
+    for topic in ('features', 'features/camera_info', 'features/pca', 'normals',
+                  'normals/color', 'segmentation', 'segmentation/color'):
+        assert len(bag[f'/mvfm/{topic}']) == 5, topic
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+              for _, m in bag['/mvfm/features']]
+    assert set(stamps) < inputs and all(m.header.frame_id == 'camera_optical'
+                                        for _, m in bag['/mvfm/features'])
+    feats = bag['/mvfm/features'][0][1]
+    assert (feats.encoding, feats.height, feats.width) == ('32FC32', 4, 6)
+    info = bag['/mvfm/features/camera_info'][0][1]
+    assert (info.height, info.width) == (4, 6) and info.k[0] > 0
+    assert ('/camera/image' in bag) == (pose_source == 'topic')  # inputs copied on request
+    assert not (tmp_path / 'out.partial').exists()
+
+
+def test_tf_and_topic_poses_agree(small_bag, engine, tmp_path) -> None:
+    results = {}
+    for source in ('tf', 'topic'):
+        options = BagOptions(pose_source=source, pipeline=PipelineConfig(**CONFIG))
+        process_bag(small_bag, tmp_path / source, options, engine=engine, progress=False)
+        results[source] = [np.frombuffer(m.data, dtype='<f4')
+                           for _, m in read_mcap(tmp_path / source)['/mvfm/features']]
+    assert len(results['tf']) == len(results['topic']) == 5
+    for a, b in zip(results['tf'], results['topic']):
+        assert np.allclose(a, b, atol=1e-4)
+
+
+def test_bag_errors_are_clear_and_leave_nothing_behind(small_bag, engine, tmp_path,
+                                                       capsys) -> None:
+    with pytest.raises(BagError, match=r"topic '/nope' is not in the bag; topics: .*"
+                                       r'/camera/image'):
+        process_bag(small_bag, tmp_path / 'a', BagOptions(image_topic='/nope'), engine=engine)
+    with pytest.raises(BagError, match="world frame 'earth'"):
+        process_bag(small_bag, tmp_path / 'b', BagOptions(world_frame='earth'), engine=engine)
+    assert not list(tmp_path.iterdir())  # no half-written output
+    code = main([str(small_bag), str(tmp_path / 'c'), '--pose-topic', '/missing',
+                 '--pose-source', 'topic'])
+    assert code == 2
+    assert "topic '/missing' is not in the bag" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        process_bag(tmp_path / 'none', tmp_path / 'd', BagOptions(), engine=engine)
+
+
+def test_demo_bag_in_the_repository_is_small_and_complete() -> None:
+    from pathlib import Path
+
+    folder = Path(__file__).parents[1] / 'demo' / 'bag'
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size < 8 * 2**20
+    topics = read_mcap(folder)
+    assert {'/camera/image', '/camera/camera_info', '/camera/depth', '/tf', '/tf_static',
+            '/pose'} <= set(topics)
+    assert len(topics['/camera/image']) >= 30

@@ -1,0 +1,220 @@
+"""The ROS-free pipeline: poses over time, keyframes, checks, streaming engine, worker."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_ADAPTER
+
+from mvfm_ros import build_model
+from mvfm_ros.geometry.interpolation import (
+    interpolate_pose,
+    matrix_to_quat,
+    pose_matrix,
+    quat_to_matrix,
+    rotation_angle,
+    slerp,
+)
+from mvfm_ros.pipeline import (
+    AsyncPipeline,
+    Engine,
+    Frame,
+    FrameError,
+    Pipeline,
+    PipelineConfig,
+    PoseBuffer,
+    PoseLookupError,
+)
+from mvfm_ros.pipeline.keyframes import KeyframeSelector
+
+
+def rotation_z(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def test_quaternion_round_trip_and_slerp_midpoint(generator) -> None:
+    from conftest import random_rotation
+
+    for _ in range(20):
+        rot = random_rotation(generator).numpy()
+        back = quat_to_matrix(matrix_to_quat(rot))
+        assert np.allclose(back, rot, atol=1e-9)
+    q0, q1 = matrix_to_quat(rotation_z(0.0)), matrix_to_quat(rotation_z(1.0))
+    assert np.allclose(quat_to_matrix(slerp(q0, q1, 0.5)), rotation_z(0.5), atol=1e-9)
+    with pytest.raises(ValueError, match='degenerate'):
+        quat_to_matrix([0, 0, 0, 0])
+    with pytest.raises(ValueError):
+        pose_matrix([0, math.nan, 0], [0, 0, 0, 1])
+
+
+def test_pose_buffer_interpolates_and_never_extrapolates() -> None:
+    buffer = PoseBuffer(max_gap=1.0)
+    a = pose_matrix([0, 0, 0], matrix_to_quat(rotation_z(0.0)))
+    b = pose_matrix([2, 0, 0], matrix_to_quat(rotation_z(0.8)))
+    buffer.add(2_000_000_000, b)  # out of order on purpose
+    buffer.add(1_000_000_000, a)
+    mid = buffer.lookup(1_250_000_000)
+    assert np.allclose(mid[:3, 3], [0.5, 0, 0])
+    assert math.isclose(rotation_angle(mid[:3, :3]), 0.2, abs_tol=1e-9)
+    assert np.allclose(buffer.lookup(2_000_000_000), b)
+    with pytest.raises(PoseLookupError) as err:
+        buffer.lookup(2_000_000_001)
+    assert err.value.kind == 'extrapolation'
+    buffer.add(5_000_000_000, b)
+    with pytest.raises(PoseLookupError) as err:
+        buffer.lookup(3_000_000_000)
+    assert err.value.kind == 'gap'
+    assert np.allclose(interpolate_pose(a, b, 0.0), a) and np.allclose(
+        interpolate_pose(a, b, 1.0), b)
+
+
+def test_keyframes_need_motion_rotation_or_time() -> None:
+    selector = KeyframeSelector(min_translation=0.5, min_rotation_deg=10, max_interval=2.0)
+    pose = np.eye(4)
+    assert selector.is_keyframe('c', 0, pose)
+    moved = pose.copy()
+    moved[0, 3] = 0.3
+    assert not selector.is_keyframe('c', 100, moved)
+    moved[0, 3] = 0.6
+    assert selector.is_keyframe('c', 200, moved)
+    turned = moved.copy()
+    turned[:3, :3] = rotation_z(math.radians(12))
+    assert selector.is_keyframe('c', 300, turned)
+    assert not selector.is_keyframe('c', 400, turned)
+    assert selector.is_keyframe('c', 300 + 2_000_000_000, turned)
+    assert selector.is_keyframe('other', 0, pose)  # per camera
+
+
+@pytest.fixture
+def tiny_engine() -> Engine:
+    model = build_model('vit_small_patch16_224', pretrained=False,
+                        backbone_kwargs=dict(patch_size=8, embed_dim=32, depth=3, num_heads=2),
+                        adapter_blocks=(1, 2), normal_head=8, **TINY_ADAPTER)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.1)
+    return Engine(model, 'cpu', input_size=(32, 48), num_segments=3)
+
+
+def frames(count: int, seed: int = 0, size=(40, 60)) -> list[Frame]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        pose = np.eye(4)
+        pose[:3, :3] = rotation_z(0.1 * i)
+        pose[:3, 3] = [0.2 * i, 0, 0]
+        k = np.array([[50.0, 0, size[1] / 2], [0, 50.0, size[0] / 2], [0, 0, 1]])
+        image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        out.append(Frame(image, k, pose, (i + 1) * 100_000_000, 'cam'))
+    return out
+
+
+def test_streaming_engine_equals_the_full_forward_pass(tiny_engine) -> None:
+    config = PipelineConfig(window_size=3, min_translation=0, min_rotation_deg=0,
+                            max_interval=0)
+    pipeline = Pipeline(tiny_engine, config)
+    results = [pipeline.add(f) for f in frames(5)]
+    assert [len(r) for r in results] == [0, 1, 1, 1, 1]
+    assert results[-1][0].window == (2, 3, 4)
+    assert sorted(tiny_engine._cache) == [2, 3, 4]  # evicted frames 0 and 1
+    window = list(pipeline.window)
+    streamed, _ = tiny_engine.features(window)
+    prepared = [tiny_engine.prepare(f) for f in window]
+    with torch.no_grad():
+        full = tiny_engine.model(torch.stack([p.image for p in prepared])[None],
+                                 torch.stack([p.intrinsics for p in prepared])[None],
+                                 torch.stack([p.pose for p in prepared])[None])[0]
+    assert torch.allclose(streamed, full, atol=1e-5)
+    last = results[-1][0]
+    assert last.features.shape == (4, 6, 32)
+    assert last.normals.shape == (32, 48, 3)
+    assert np.allclose(np.linalg.norm(last.normals, axis=-1), 1, atol=1e-4)
+    assert last.segments.shape == (32, 48) and last.segments.max() < 3
+    assert last.pca.dtype == np.uint8 and last.segments_color.shape == (32, 48, 3)
+    # Feature-grid K: the source K scaled by grid/size with the pixel-centre rule.
+    k = window[-1].intrinsics
+    assert math.isclose(last.feature_intrinsics[0, 0], k[0, 0] * 6 / 60)
+    assert math.isclose(last.feature_intrinsics[0, 2], (k[0, 2] + 0.5) * 6 / 60 - 0.5)
+
+
+def test_pipeline_refuses_bad_frames_with_their_kind(tiny_engine) -> None:
+    pipeline = Pipeline(tiny_engine, PipelineConfig(min_translation=0, min_rotation_deg=0,
+                                                    max_interval=0))
+    good = frames(3)
+    assert pipeline.accept(good[1])
+
+    def refused(frame: Frame) -> str:
+        with pytest.raises(FrameError) as err:
+            pipeline.accept(frame)
+        return err.value.kind
+
+    dup = frames(3)[1]
+    assert refused(dup) == 'duplicate_stamp'
+    assert refused(good[0]) == 'out_of_order_stamp'
+    nan_pose = frames(3)[2]
+    nan_pose.cam_to_world[0, 3] = np.nan
+    assert refused(nan_pose) == 'bad_pose'
+    skew = frames(3)[2]
+    skew.cam_to_world[:3, :3] *= 2
+    assert refused(skew) == 'bad_pose'
+    bad_k = frames(3)[2]
+    bad_k.intrinsics[0, 0] = 0
+    assert refused(bad_k) == 'bad_camera_info'
+    grey = frames(3)[2]
+    grey.image = grey.image[..., 0]
+    assert refused(grey) == 'bad_image'
+    counts = pipeline.stats.counts
+    assert counts['duplicate_stamp'] == counts['out_of_order_stamp'] == 1
+    assert counts['bad_pose'] == 2
+    assert pipeline.accept(good[2])  # keeps working
+
+
+def test_prompt_selects_the_object_under_a_world_point(tiny_engine) -> None:
+    pipeline = Pipeline(tiny_engine, PipelineConfig(min_translation=0, min_rotation_deg=0,
+                                                    max_interval=0))
+    for f in frames(2):
+        results = pipeline.add(f)
+    assert 255 not in results[0].segments
+    pipeline.set_prompt([0.2, 0.0, 2.0])  # in front of the cameras
+    results = pipeline.add(frames(3)[2])
+    assert (results[0].segments == 255).any()
+    with pytest.raises(FrameError):
+        pipeline.set_prompt([math.nan, 0, 0])
+
+
+def test_async_pipeline_drops_oldest_when_the_model_is_busy(tiny_engine) -> None:
+    config = PipelineConfig(min_translation=0, min_rotation_deg=0, max_interval=0,
+                            queue_size=1)
+    pipeline = Pipeline(tiny_engine, config)
+    release, entered = threading.Event(), threading.Event()
+    got = []
+    original = pipeline.process
+
+    def slow_process(frame):
+        entered.set()
+        release.wait(10)  # hold the worker on the first keyframe
+        return original(frame)
+
+    pipeline.process = slow_process
+    worker = AsyncPipeline(pipeline, got.extend)
+    worker.start()
+    try:
+        items = frames(5)
+        assert worker.submit(items[0])
+        assert entered.wait(10)
+        for f in items[1:]:
+            assert worker.submit(f)
+        # Worker holds frame 0; the queue (size 1) kept only the newest: 1, 2, 3 dropped.
+        assert pipeline.stats.counts['frames_dropped'] == 3
+        release.set()
+        assert worker.wait_idle(30)
+        assert [r.frame.uid for r in got] == [4]
+    finally:
+        worker.stop()
