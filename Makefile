@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint pytest venv lock clean demo demo-model
+.PHONY: test lint pytest venv lock clean demo demo-model check-readme
 
 test: lint pytest
 
@@ -28,11 +28,15 @@ pytest: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mvfm-demo --output demo_output
 
+# Run every README command that works without a ROS install; check the rest against the code.
+check-readme: $(STAMP)
+	$(BIN)/python tools/check_readme.py --run
+
 # Rebuild the shipped demo model from scratch (docs/results.md: commands, times, results).
 demo-model: $(STAMP)
 	$(BIN)/mvfm-train config/demo/pretrain.yaml
-	$(BIN)/mvfm-train config/demo/adapters.yaml
-	cp runs/demo/adapters/model.safetensors mvfm_ros/demo/mvfm_demo_vit.safetensors
+	$(BIN)/mvfm-train config/demo/adapters_late.yaml
+	cp runs/demo/adapters_late/model.safetensors mvfm_ros/demo/mvfm_demo_vit.safetensors
 
 # Re-resolve the pins from requirements-dev.txt (torch kept at the version torchvision is built
 # for) in a scratch environment; nothing is installed.

@@ -121,3 +121,20 @@ def test_mvfm_eval_writes_json_and_pictures(tmp_path, capsys) -> None:
                     'window_1.png']
     assert all((tmp_path / 'plots' / p).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' for p in pngs)
     assert 'multi-view / base location error' in capsys.readouterr().out
+
+
+def test_shipped_demo_model_halves_the_base_error_on_held_out_scenes() -> None:
+    from mvfm_ros.pipeline import demo_model_path
+
+    model = load_model(demo_model_path())
+    height, width = model.config.input_size
+    generator = SceneGenerator(1000, SceneConfig(height, width, supersample=1))  # held out
+    evaluator = Evaluator(model, matches_per_pair=64)
+    for index in range(4):
+        evaluator.add(generator.sample(index, 4))
+    results = evaluator.results()
+    corr = results['correspondence']
+    assert results['loc_err_ratio_mv_to_base'] <= 0.5, corr
+    assert corr['base']['all']['loc_err'] < corr['rgb']['all']['loc_err']
+    assert results['cosine_to_base'] > 0.7
+    assert results['normals']['median_deg'] < 45

@@ -151,3 +151,16 @@ def test_unproject_then_project_round_trip(generator: torch.Generator) -> None:
     v, u = torch.meshgrid(torch.arange(24.0), torch.arange(32.0), indexing='ij')
     assert torch.allclose(z, depth.flatten(), atol=1e-12)
     assert torch.allclose(pixels, torch.stack((u, v), -1).reshape(-1, 2).double(), atol=1e-9)
+
+
+def test_closed_form_intrinsics_inverse_and_cross_product(generator) -> None:
+    from mvfm_ros.geometry.camera import cross, invert_intrinsics
+
+    k = torch.tensor([[500.0, 0.7, 320.5], [0.0, 480.0, 240.25], [0.0, 0.0, 1.0]],
+                     dtype=torch.float64).expand(2, 3, 3).clone()
+    k[1, 0, 0] = 300.0
+    assert torch.allclose(invert_intrinsics(k) @ k, torch.eye(3, dtype=torch.float64).expand(
+        2, 3, 3), atol=1e-12)
+    a = torch.randn(5, 3, generator=generator, dtype=torch.float64)
+    b = torch.randn(5, 3, generator=generator, dtype=torch.float64)
+    assert torch.allclose(cross(a, b), torch.linalg.cross(a, b), atol=1e-12)

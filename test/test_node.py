@@ -52,7 +52,7 @@ def make_node(**overrides) -> PerceptionNode:
     """Build a perception node with test-friendly defaults (topic poses, reliable QoS)."""
     values = dict(pose_source='topic', input_reliability='reliable', diagnostics_period=0.2,
                   min_translation=0.0, min_rotation_deg=0.0, max_interval=0.0,
-                  log_throttle=0.0)
+                  log_throttle=0.0, tf_timeout=1.0)
     values.update(overrides)
     return PerceptionNode(parameter_overrides=params(**values))
 
@@ -189,7 +189,7 @@ def test_bad_inputs_are_logged_counted_and_survived(ros_context, sequence) -> No
         for i, ns in enumerate((20 * STEP_NS, 21 * STEP_NS)):
             player.send(images[i], sample.intrinsics[i].numpy(),
                         sample.cam_to_world[i].double().numpy(), ns)
-        assert wait_for(lambda: len(feats) >= 1, 30)
+        assert wait_for(lambda: len(feats) >= 1, 30), str(dict(node.pipeline.stats.counts))
         player.send(images[1], k, pose, 21 * STEP_NS, pose_msg=False)
         assert wait_for(lambda: node.pipeline.stats.counts['duplicate_stamp'] == 1, 10)
         player.send(images[1], k, pose, 20 * STEP_NS + 1, pose_msg=False)

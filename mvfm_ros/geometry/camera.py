@@ -91,3 +91,27 @@ def pixel_grid(
         indexing='ij',
     )
     return torch.stack((u, v), dim=-1)
+
+
+def invert_intrinsics(intrinsics: torch.Tensor) -> torch.Tensor:
+    """Closed-form inverse of pinhole K matrices ``(..., 3, 3)`` (upper triangular, skew allowed).
+
+    Written out instead of ``torch.linalg.inv`` so the model exports to ONNX (which has no
+    general matrix inverse) and stays exact for the triangular case.
+    """
+    fx, s, cx = intrinsics[..., 0, 0], intrinsics[..., 0, 1], intrinsics[..., 0, 2]
+    fy, cy = intrinsics[..., 1, 1], intrinsics[..., 1, 2]
+    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+    rows = (
+        torch.stack((1 / fx, -s / (fx * fy), (s * cy - cx * fy) / (fx * fy)), dim=-1),
+        torch.stack((zero, 1 / fy, -cy / fy), dim=-1),
+        torch.stack((zero, zero, one), dim=-1),
+    )
+    return torch.stack(rows, dim=-2)
+
+
+def cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cross product over the last dimension (written out: ONNX export has no cross operator)."""
+    ax, ay, az = a.unbind(-1)
+    bx, by, bz = b.unbind(-1)
+    return torch.stack((ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx), dim=-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mvfm_ros.geometry.camera import pixel_grid
+from mvfm_ros.geometry.camera import invert_intrinsics, pixel_grid
 from mvfm_ros.geometry.pose import invert_rigid
 
 
@@ -44,7 +44,7 @@ def unproject_depth(depth: torch.Tensor, intrinsics: torch.Tensor,
     height, width = depth.shape[-2:]
     grid = pixel_grid(height, width, device=depth.device, dtype=depth.dtype)
     homog = torch.cat((grid, torch.ones_like(grid[..., :1])), dim=-1)
-    k_inv = torch.linalg.inv(intrinsics)[..., None, None, :, :]
+    k_inv = invert_intrinsics(intrinsics)[..., None, None, :, :]
     cam = (k_inv @ homog[..., None]).squeeze(-1) * depth[..., None]
     rot = cam_to_world[..., None, None, :3, :3]
     return (rot @ cam[..., None]).squeeze(-1) + cam_to_world[..., None, None, :3, 3]

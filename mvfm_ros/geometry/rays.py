@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mvfm_ros.geometry.camera import pixel_grid
+from mvfm_ros.geometry.camera import cross, invert_intrinsics, pixel_grid
 
 
 def ray_directions(intrinsics: torch.Tensor, cam_to_world: torch.Tensor, height: int,
@@ -22,7 +22,7 @@ def ray_directions(intrinsics: torch.Tensor, cam_to_world: torch.Tensor, height:
     """
     grid = pixel_grid(height, width, device=intrinsics.device, dtype=intrinsics.dtype)
     homog = torch.cat((grid, torch.ones_like(grid[..., :1])), dim=-1)  # (H, W, 3)
-    k_inv = torch.linalg.inv(intrinsics)
+    k_inv = invert_intrinsics(intrinsics)
     rot = cam_to_world[..., :3, :3]
     mat = (rot @ k_inv)[..., None, None, :, :]  # (..., 1, 1, 3, 3)
     dirs = (mat @ homog[..., None]).squeeze(-1)
@@ -45,6 +45,7 @@ def plucker_rays(intrinsics: torch.Tensor, cam_to_world: torch.Tensor, height: i
     """
     dirs = ray_directions(intrinsics, cam_to_world, height, width)
     origin = cam_to_world[..., None, None, :3, 3].expand_as(dirs)
-    moment = torch.linalg.cross(origin, dirs, dim=-1)
+    moment = cross(origin, dirs)
     rays = torch.cat((dirs, moment), dim=-1)  # (..., H, W, 6)
-    return rays.movedim(-1, -3)
+    n = rays.dim()  # explicit non-negative permutation: exports to a valid ONNX Transpose
+    return rays.permute(*range(n - 3), n - 1, n - 3, n - 2)

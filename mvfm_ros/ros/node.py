@@ -142,7 +142,9 @@ class PerceptionNode(LifecycleNode):
         if self.values['prompt_topic']:
             self._subs.append(self.create_subscription(
                 PointStamped, self.values['prompt_topic'], self._on_prompt, 10))
-        self._timers.append(self.create_timer(0.02, self._retry_pending))
+        # Pending images are retried when a pose arrives (topic) and on this timer (TF,
+        # deadlines); a slow period keeps the timer from crowding out the subscriptions.
+        self._timers.append(self.create_timer(0.1, self._retry_pending))
         self._timers.append(self.create_timer(self.values['diagnostics_period'],
                                               self._publish_diagnostics))
         self.get_logger().info('active: waiting for images on ' + ', '.join(

@@ -11,8 +11,8 @@ from mvfm_ros.train.config import TrainConfig
 from mvfm_ros.train.trainer import MODEL_FILE, Trainer
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line interface (also checked against the README)."""
     parser = argparse.ArgumentParser(prog='mvfm-train', description=__doc__)
     parser.add_argument('config',
                         help='YAML training config (see config/train_dinov2_vits14.yaml)')
@@ -20,7 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--output', help='override config output folder')
     parser.add_argument('--resume', action='store_true',
                         help='continue from OUTPUT/train_state.safetensors if present')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     config = TrainConfig.from_yaml(args.config, steps=args.steps, output=args.output)
     trainer = Trainer(config)

@@ -155,15 +155,20 @@ def play(session: Session, bag: Path, rate: float) -> tuple[dict[int, np.ndarray
     return depth, images
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line interface (also checked against the README)."""
     parser = argparse.ArgumentParser(prog='mvfm-demo', description=__doc__.split('\n\n')[0])
     parser.add_argument('--bag', type=Path, default=REPO_BAG, help='demo bag folder')
     parser.add_argument('--output', type=Path, default=Path('demo_output'))
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
     parser.add_argument('--timeout', type=float, default=300.0,
                         help='seconds to wait for the node to finish after playback')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
     if not args.bag.exists():
         print(f'mvfm-demo: demo bag {args.bag} not found', file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""Benchmarks (``mvfm-bench``) and export (``mvfm-export``)."""

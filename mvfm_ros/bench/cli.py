@@ -1,0 +1,229 @@
+"""``mvfm-bench``: time per window of the base backbone, the multi-view model and streaming.
+
+For a backbone, input size, number of views, device and precision, and for each adapter
+placement, it measures (median over repeats after warm-up, device synchronised):
+
+- ``base``: the frozen backbone alone on the V views of a window;
+- ``multiview``: the multi-view model on the window (the paper's design recomputes every view);
+- ``stream``: one new keyframe entering a window whose other V-1 frames are cached (the
+  pipeline's engine: per-frame blocks for the new frame only, adapter blocks for the window);
+- ``base_1view``: the backbone on one view (what a single-view node would pay per frame);
+- ``engine``: the pipeline's full step (resize, model, PCA, normals, segmentation, arrays) and
+  message encoding, to measure node overhead beyond the model.
+
+Weights do not change timings, so backbones are built with random weights (no downloads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mvfm_ros.bench.timing import time_call
+from mvfm_ros.models.factory import build_model, load_model
+from mvfm_ros.models.trunk import join_states
+from mvfm_ros.pipeline.engine import Engine, demo_model_path, resolve_device
+from mvfm_ros.pipeline.frame import Frame
+from mvfm_ros.ros.conversions import float_encoding, image_fields
+
+DEMO = 'demo'
+
+
+def parse_placement(text: str, depth: int) -> tuple[str, tuple[int, ...] | None]:
+    """Parse ``all`` (every block), ``last:K`` (last K blocks) or ``i,j,k`` block indices."""
+    if text == 'all':
+        return text, None
+    if text.startswith('last:'):
+        k = int(text.split(':')[1])
+        if not 0 < k <= depth:
+            raise ValueError(f'placement {text}: K must be in 1..{depth}')
+        return text, tuple(range(depth - k, depth))
+    return text, tuple(int(i) for i in text.split(','))
+
+
+def build(args: argparse.Namespace, blocks: tuple[int, ...] | None):
+    """Build the model to time: the demo architecture or a timm backbone, random weights."""
+    if args.backbone == DEMO:
+        reference = load_model(demo_model_path())
+        cfg = reference.config
+        options = {name: getattr(cfg, name) for name in cfg.option_names()}
+        options['adapter_blocks'] = blocks
+        return build_model(cfg.backbone, pretrained=False, img_size=cfg.img_size,
+                           backbone_kwargs=cfg.backbone_kwargs, **options)
+    return build_model(args.backbone, pretrained=False, img_size=args.size[0],
+                       adapter_blocks=blocks)
+
+
+def measure(args: argparse.Namespace, placement: str, blocks, device: torch.device,
+            ) -> dict[str, Any]:
+    """Take all timings for one placement."""
+    model = build(args, blocks).to(device).eval()
+    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.precision]
+    if args.compile:
+        model.trunk.model.blocks = torch.compile(model.trunk.model.blocks)
+    v, (h, w) = args.views, args.size
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(1, v, 3, h, w, generator=g).to(device)
+    k = torch.tensor([[0.8 * w, 0, w / 2], [0, 0.8 * w, h / 2], [0, 0, 1.0]])
+    intrinsics = k.expand(1, v, 3, 3).clone().to(device)
+    poses = torch.eye(4).repeat(1, v, 1, 1)
+    poses[0, :, 0, 3] = torch.arange(v) * 0.2
+    poses = poses.to(device)
+
+    def autocast():
+        if dtype is None:
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def base():
+        with autocast():
+            model.base_features(images)
+
+    @torch.inference_mode()
+    def base_one():
+        with autocast():
+            model.trunk(images[0, :1])
+
+    @torch.inference_mode()
+    def multiview():
+        with autocast():
+            model(images, intrinsics, poses)
+
+    with torch.inference_mode(), autocast():
+        cached = [model.frame_tokens(images[0, i:i + 1]) for i in range(v - 1)]
+
+    @torch.inference_mode()
+    def stream():
+        with autocast():
+            new = model.frame_tokens(images[0, v - 1:])
+            model.window_features(join_states([*cached, new]), intrinsics, poses)
+
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    out = {'placement': placement, 'adapter_blocks': list(model.adapter_blocks)}
+    for name, fn in (('base', base), ('multiview', multiview), ('stream', stream),
+                     ('base_1view', base_one)):
+        out[name] = time_call(fn, device, args.repeats, args.warmup)
+    out['peak_memory_mb'] = (torch.cuda.max_memory_allocated(device) / 2**20
+                             if device.type == 'cuda'
+                             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out['engine'] = engine_overhead(model, args, device)
+    med = {name: out[name]['median_ms'] for name in ('base', 'multiview', 'stream',
+                                                     'base_1view')}
+    out['ratios'] = {'multiview_over_base': med['multiview'] / med['base'],
+                     'stream_over_base_1view': med['stream'] / med['base_1view'],
+                     'stream_over_multiview': med['stream'] / med['multiview']}
+    return out
+
+
+def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Time the pipeline's full window step against the model part of it."""
+    engine = Engine(model, device, args.precision, tuple(args.size))
+    rng = np.random.default_rng(0)
+    h, w = args.size
+    k = np.array([[0.8 * w, 0, w / 2], [0, 0.8 * w, h / 2], [0, 0, 1.0]])
+    frames = []
+    for i in range(args.views):
+        pose = np.eye(4)
+        pose[0, 3] = 0.2 * i
+        frames.append(Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), k, pose, i,
+                            uid=i))
+    engine.run(frames)
+    # The streaming step of the node: the newest frame is new, the others are cached.
+    newest = frames[-1]
+
+    def step():
+        engine._cache.pop(newest.uid, None)
+        results = engine.run(frames, outputs=[len(frames) - 1])
+        for r in results:  # what the node serialises into messages
+            image_fields(r.features, float_encoding(r.features.shape[-1]))
+            image_fields(r.pca, 'rgb8')
+            image_fields(r.segments, 'mono8')
+            image_fields(r.segments_color, 'rgb8')
+            if r.normals is not None:
+                image_fields(r.normals, '32FC3')
+                image_fields(r.normals_color, 'rgb8')
+
+    def model_only():
+        engine._cache.pop(newest.uid, None)
+        engine.features(frames)
+
+    full = time_call(step, device, args.repeats, args.warmup)
+    core = time_call(model_only, device, args.repeats, args.warmup)
+    return {'step_ms': full['median_ms'], 'model_ms': core['median_ms'],
+            'overhead_fraction': (full['median_ms'] - core['median_ms']) / core['median_ms']}
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Format the table printed on screen."""
+    head = (f"{results['backbone']} {results['size'][0]}x{results['size'][1]}, "
+            f"{results['views']} views, {results['device']} ({results['device_name']}), "
+            f"{results['precision']}, median of {results['repeats']} after "
+            f"{results['warmup']} warm-up")
+    cols = ('base', 'multiview', 'stream', 'base_1view')
+    lines = [head, f"{'placement':14}" + ''.join(f'{c + " ms":>14}' for c in cols)
+             + f"{'MV/base':>9}{'stream/1view':>14}{'overhead':>10}"]
+    for row in results['placements']:
+        lines.append(f"{row['placement']:14}" + ''.join(
+            f"{row[c]['median_ms']:14.2f}" for c in cols)
+            + f"{row['ratios']['multiview_over_base']:9.2f}"
+            + f"{row['ratios']['stream_over_base_1view']:14.2f}"
+            + f"{100 * row['engine']['overhead_fraction']:9.1f}%")
+    return '\n'.join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line interface (also checked against the README)."""
+    parser = argparse.ArgumentParser(prog='mvfm-bench', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--backbone', default=DEMO,
+                        help="timm backbone (random weights) or 'demo' (the demo model's)")
+    parser.add_argument('--size', type=int, nargs=2, default=(96, 128), metavar=('H', 'W'))
+    parser.add_argument('--views', type=int, default=4)
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'))
+    parser.add_argument('--placements', nargs='+', default=['all', 'last:3'],
+                        help='adapter placements: all, last:K or block indices i,j,k')
+    parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--compile', action='store_true', help='torch.compile the blocks')
+    parser.add_argument('--threads', type=int, help='torch CPU threads')
+    parser.add_argument('--json', metavar='FILE', help='also write the results as JSON')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    depth = build(args, None).trunk.depth
+    placements = [parse_placement(p, depth) for p in args.placements]
+    results = {
+        'backbone': args.backbone, 'size': list(args.size), 'views': args.views,
+        'device': str(device), 'precision': args.precision, 'repeats': args.repeats,
+        'warmup': args.warmup, 'compile': args.compile,
+        'device_name': (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                        else f'{platform.processor() or platform.machine()}, '
+                             f'{torch.get_num_threads()} threads'),
+        'torch': torch.__version__,
+        'placements': [measure(args, name, blocks, device) for name, blocks in placements],
+    }
+    print(format_table(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + '\n')
+        print(f'results: {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

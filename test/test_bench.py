@@ -1,0 +1,55 @@
+"""ONNX export checked with onnxruntime; the benchmark command's table and JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TINY_ADAPTER, perturb_trainable
+
+from mvfm_ros import build_model
+from mvfm_ros.bench.cli import main as bench_main
+from mvfm_ros.bench.cli import parse_placement
+from mvfm_ros.bench.export import TOLERANCE, check, export
+
+pytest.importorskip('onnxruntime')
+
+
+@pytest.mark.parametrize('blocks', [None, (1,)])
+def test_onnx_export_matches_pytorch(tmp_path, blocks) -> None:
+    model = build_model('vit_small_patch14_reg4_dinov2', pretrained=False,
+                        backbone_kwargs=dict(depth=2, embed_dim=32, num_heads=2),
+                        adapter_blocks=blocks, normal_head=8, **TINY_ADAPTER)
+    perturb_trainable(model, scale=0.05)
+    path = tmp_path / 'model.onnx'
+    names = export(model, path, views=3, size=(28, 42))
+    assert names == ['features', 'normals'] and path.stat().st_size > 0
+    report = check(model, path, views=3, size=(28, 42))
+    assert report['features_relative_diff'] <= TOLERANCE
+    assert report['normals_relative_diff'] <= TOLERANCE
+
+
+def test_placements_parse() -> None:
+    assert parse_placement('all', 6) == ('all', None)
+    assert parse_placement('last:2', 6) == ('last:2', (4, 5))
+    assert parse_placement('1,3', 6) == ('1,3', (1, 3))
+    with pytest.raises(ValueError):
+        parse_placement('last:9', 6)
+
+
+def test_bench_prints_a_table_and_writes_json(tmp_path, capsys) -> None:
+    out = tmp_path / 'bench.json'
+    code = bench_main(['--backbone', 'vit_small_patch16_224', '--size', '32', '48',
+                       '--views', '3', '--repeats', '2', '--warmup', '1', '--placements',
+                       'all', 'last:2', '--json', str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    rows = {r['placement']: r for r in results['placements']}
+    assert set(rows) == {'all', 'last:2'} and rows['last:2']['adapter_blocks'] == [10, 11]
+    for row in rows.values():
+        for key in ('base', 'multiview', 'stream', 'base_1view'):
+            assert row[key]['median_ms'] > 0 and row[key]['repeats'] == 2
+        assert row['ratios']['multiview_over_base'] > 0
+        assert 'overhead_fraction' in row['engine']
+    table = capsys.readouterr().out
+    assert 'MV/base' in table and 'last:2' in table
