@@ -69,36 +69,50 @@ def contact_sheets(session, keys: list[int], window_size: int, folder: Path) -> 
 
 def correspondences(session, depth: dict[int, np.ndarray], keys: list[int],
                     folder: Path) -> dict[str, dict[str, float]]:
-    """Match two keyframes with the node's features and with the base features."""
-    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 2:i + 3]
-             if a in depth and b in depth]
+    """Match two keyframes of one window with base and with multi-view features.
+
+    Multi-view features agree within a window (rays are relative to the window's first view),
+    so the pair is matched inside the window ``[a, ..., b]``, computed by the pipeline's engine
+    from the frames the node received. The node's own published features of ``a`` and ``b``
+    (each from the window it was newest in) are scored too, as ``node_across_windows``.
+    """
+    pairs = [(i, i + 2) for i in range(len(keys) - 2)
+             if keys[i] in depth and keys[i + 2] in depth]
     if not pairs:
         return {}
-    a, b = pairs[len(pairs) // 2]
+    first, last = pairs[len(pairs) // 2]
+    window = keys[first:last + 1]
+    a, b = window[0], window[-1]
     engine, _ = Engine.from_config(PipelineConfig(device='cpu'))
     frames, ks, poses = [], [], []
-    for key in (a, b):
+    for uid, key in enumerate(window):
         k = camera_info_matrix(session.infos[key], session.images[key].shape[:2])
-        frames.append(Frame(session.images[key], k, session.poses[key], key))
-        ks.append(torch.from_numpy(k).float())
+        frames.append(Frame(session.images[key], k, session.poses[key], key, uid=uid))
+    for key in (a, b):
+        ks.append(torch.from_numpy(camera_info_matrix(session.infos[key],
+                                                      session.images[key].shape[:2])).float())
         poses.append(torch.from_numpy(session.poses[key]).float())
     with torch.no_grad():
         base = engine.model.base_features(torch.stack(
-            [engine.prepare(f).image for f in frames])[None])[0].float()
-    multi = torch.stack([_chw(_array(session.outputs['features'][k])) for k in (a, b)])
+            [engine.prepare(f).image for f in (frames[0], frames[-1])])[None])[0].float()
+    multi, _ = engine.features(frames)
+    multi = multi[[0, -1]]
+    node = torch.stack([_chw(_array(session.outputs['features'][k])) for k in (a, b)])
     height, width = session.images[a].shape[:2]
     dep = torch.from_numpy(np.stack([depth[a], depth[b]])).float()
     rows = sample_correspondences(dep, torch.stack(ks), torch.stack(poses), 60,
                                   torch.Generator().manual_seed(0), pairs=[(0, 1)])
     unit_a, unit_b = to_unit(rows[:, 1:3], height, width), to_unit(rows[:, 4:6], height, width)
     found, scores = {}, {}
-    for name, feats in (('base', base), ('multiview', multi)):
+    for name, feats in (('base', base), ('multiview', multi), ('node_across_windows', node)):
         unit = hard_matches(feats[0], feats[1], unit_a)
-        found[name] = to_pixels(unit, height, width)
-        ok = (found[name] - rows[:, 4:6]).norm(dim=-1) <= TOLERANCE_PX
+        pixels = to_pixels(unit, height, width)
+        ok = (pixels - rows[:, 4:6]).norm(dim=-1) <= TOLERANCE_PX
         scores[name] = {'within_8px': float(ok.float().mean()),
                         'loc_err': float(location_errors(unit, unit_b).mean())}
-    images = [torch.from_numpy(session.images[k]).permute(2, 0, 1) / 255.0 for k in (a, b)]
+        if name != 'node_across_windows':
+            found[name] = pixels
+    images = [_chw(session.images[k]) / 255.0 for k in (a, b)]
     plot_matches(images[0], images[1], rows[:, 1:3], found, rows[:, 4:6],
                  folder / 'correspondences.png', TOLERANCE_PX)
     return scores
