@@ -191,7 +191,7 @@ class MultiViewModel(nn.Module):
         return self.adapter_blocks[0]
 
     def frame_tokens(self, images: torch.Tensor) -> TokenState:
-        """Run the per-frame part of the forward pass: embedding, blocks before the first adapter.
+        """Run the per-frame part of the forward pass: embedding and blocks up to the 1st adapter.
 
         It depends on each image alone, so a sliding window can cache it per frame and only run
         the remaining blocks when the window changes (see :mod:`mvfm_ros.pipeline.engine`).
@@ -203,7 +203,7 @@ class MultiViewModel(nn.Module):
             Token state of N frames; concatenate states along the batch with :func:`join_states`.
         """
         state = self.trunk.embed(self.trunk.normalize(images))
-        for index in range(self.first_adapter_block):
+        for index in range(self.first_adapter_block + 1):
             state = self.trunk.block(index, state)
         return state
 
@@ -229,11 +229,13 @@ class MultiViewModel(nn.Module):
         if self.ray_embed is not None:
             height, width = (g * self.patch_size for g in state.grid)
             rays = self.ray_tokens(intrinsics, cam_to_world, height, width, reference_view)
-        for index in range(self.first_adapter_block, self.trunk.depth):
+        # The first adapter follows block first_adapter_block, which frame_tokens already ran.
+        state = self._adapt(self.adapters[0], state, v, rays)
+        for index in range(self.first_adapter_block + 1, self.trunk.depth):
             state = self.trunk.block(index, state)
             k = self._adapter_index.get(index)
             if k is not None:
-                state = self._adapt(self.adapters[k], state, v, rays if k == 0 else None)
+                state = self._adapt(self.adapters[k], state, v, None)
         feats = self.trunk.finish(state)
         return feats.reshape(b, v, *feats.shape[1:])
 
