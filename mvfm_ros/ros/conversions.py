@@ -119,27 +119,23 @@ def scaled_camera_info_fields(k: np.ndarray, height: int, width: int) -> dict[st
             'p': p.reshape(-1).tolist(), 'binning_x': 0, 'binning_y': 0}
 
 
+def _rigid(point: Any, quaternion: Any, what: str) -> np.ndarray:
+    try:
+        return pose_matrix([point.x, point.y, point.z],
+                           [quaternion.x, quaternion.y, quaternion.z, quaternion.w])
+    except ValueError as err:
+        raise ConversionError('bad_pose', f'{what} rejected: {err}') from err
+
+
 def pose_to_matrix(pose: Any) -> np.ndarray:
     """geometry_msgs/Pose to a ``(4, 4)`` transform.
 
     Raises:
         ConversionError: NaN/inf or a zero quaternion (``bad_pose``).
     """
-    p, q = pose.position, pose.orientation
-    try:
-        return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
-    except ValueError as err:
-        raise ConversionError('bad_pose', f'pose rejected: {err}') from err
+    return _rigid(pose.position, pose.orientation, 'pose')
 
 
 def transform_to_matrix(transform: Any) -> np.ndarray:
-    """geometry_msgs/Transform to a ``(4, 4)`` matrix.
-
-    Raises:
-        ConversionError: NaN/inf or a zero quaternion (``bad_pose``).
-    """
-    t, q = transform.translation, transform.rotation
-    try:
-        return pose_matrix([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
-    except ValueError as err:
-        raise ConversionError('bad_pose', f'transform rejected: {err}') from err
+    """geometry_msgs/Transform to a ``(4, 4)`` matrix (same checks as :func:`pose_to_matrix`)."""
+    return _rigid(transform.translation, transform.rotation, 'transform')
