@@ -383,3 +383,34 @@ def test_demo_model_is_shipped_and_small() -> None:
     path = demo_model_path()
     assert path.is_file()
     assert path.stat().st_size <= 50 * 2**20
+
+
+def test_a_two_camera_rig_shares_windows_and_namespaces_outputs(ros_context, sequence) -> None:
+    from geometry_msgs.msg import PoseStamped
+
+    sample, images = sequence
+    harness = start(make_node(cameras=['left', 'right']))
+    outs = {cam: harness.subscribe(Image, f'/mvfm/{cam}/features') for cam in ('left', 'right')}
+    node = harness.node
+    try:
+        pubs = {cam: (harness.publisher(Image, f'{cam}/image'),
+                      harness.publisher(CameraInfo, f'{cam}/camera_info'),
+                      harness.publisher(PoseStamped, f'{cam}/pose')) for cam in outs}
+        assert wait_for(lambda: all(p.get_subscription_count() > 0
+                                    for trio in pubs.values() for p in trio), 10)
+        for i in range(4):
+            cam = ('left', 'right')[i % 2]
+            img, info, pose = frame_messages(images[i], sample.intrinsics[i].numpy(),
+                                             sample.cam_to_world[i].double().numpy(),
+                                             (70 + i) * STEP_NS, frame_id=f'{cam}_optical')
+            pubs[cam][1].publish(info)
+            pubs[cam][2].publish(pose)
+            pubs[cam][0].publish(img)
+            assert wait_for(lambda i=i: node.pipeline.stats.counts['keyframes'] > i, 10)
+        assert wait_for(lambda: len(outs['left']) + len(outs['right']) == 3, 30)
+        assert {m.header.frame_id for m in outs['left']} == {'left_optical'}
+        assert {m.header.frame_id for m in outs['right']} == {'right_optical'}
+        assert len(node.pipeline.window) == 4  # both cameras' views in one window
+        assert {f.camera for f in node.pipeline.window} == {'left', 'right'}
+    finally:
+        harness.close()
