@@ -29,7 +29,7 @@ def invert_rigid(transform: torch.Tensor) -> torch.Tensor:
 
 
 def check_poses(cam_to_world: torch.Tensor, tolerance: float = 1e-3) -> None:
-    """Raise ValueError unless every pose is finite and has an orthonormal rotation.
+    """Raise ValueError unless every pose is finite and rigid (orthonormal R, last row 0 0 0 1).
 
     Args:
         cam_to_world: ``(..., 4, 4)`` poses.
@@ -48,6 +48,10 @@ def check_poses(cam_to_world: torch.Tensor, tolerance: float = 1e-3) -> None:
             'poses must be rigid (orthonormal rotation, det +1): '
             f'max |R^T R - I| = {float(ortho_err):.2e}, max |det R - 1| = {float(det_err):.2e}'
         )
+    bottom = cam_to_world[..., 3, :].double() - torch.tensor(
+        [0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=cam_to_world.device)
+    if bottom.numel() and float(bottom.abs().amax()) > 1e-6:
+        raise ValueError('poses must have the last row 0 0 0 1')
 
 
 def normalize_cameras(

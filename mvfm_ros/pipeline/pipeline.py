@@ -13,7 +13,9 @@ import threading
 import time
 
 import numpy as np
+import torch
 
+from mvfm_ros.geometry.pose import check_poses
 from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.engine import Engine
 from mvfm_ros.pipeline.frame import Frame, FrameError, ViewResult
@@ -89,15 +91,10 @@ class Pipeline:
         if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
             raise FrameError('bad_camera_info', f'camera {frame.camera!r}: intrinsics are not a '
                              f'valid K (fx, fy > 0, finite): {k.tolist()}')
-        pose = np.asarray(frame.cam_to_world, dtype=np.float64)
-        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
-            raise FrameError('bad_pose', f'camera {frame.camera!r}: pose has NaN/inf values')
-        rotation = pose[:3, :3]
-        if (np.abs(rotation @ rotation.T - np.eye(3)).max() > 1e-3
-                or abs(np.linalg.det(rotation) - 1) > 1e-3
-                or np.abs(pose[3] - [0, 0, 0, 1]).max() > 1e-6):
-            raise FrameError('bad_pose', f'camera {frame.camera!r}: pose is not a rigid '
-                             'transform (rotation not orthonormal or last row not 0 0 0 1)')
+        try:
+            check_poses(torch.as_tensor(np.asarray(frame.cam_to_world, dtype=np.float64)))
+        except ValueError as err:
+            raise FrameError('bad_pose', f'camera {frame.camera!r}: {err}') from err
         last = self._last_stamp.get(frame.camera)
         if last is not None and frame.stamp_ns <= last:
             kind = 'duplicate_stamp' if frame.stamp_ns == last else 'out_of_order_stamp'
