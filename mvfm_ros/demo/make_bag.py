@@ -18,7 +18,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
 from mvfm_ros.geometry.interpolation import invert_pose, matrix_to_quat
-from mvfm_ros.ros.conversions import image_fields, scaled_camera_info_fields
+from mvfm_ros.ros.bag_messages import camera_info_msg, header_msg, image_msg
 
 # base_link (x forward, y left, z up) -> camera optical frame (x right, y down, z forward),
 # camera 0.2 m ahead and 1 m above base_link; the robot's height comes from the trajectory.
@@ -39,8 +39,7 @@ def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (144,
     start_ns = 1_700_000_000 * 1_000_000_000
 
     def header(ns: int, frame: str):
-        return t['std_msgs/msg/Header'](stamp=t['builtin_interfaces/msg/Time'](
-            sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=frame)
+        return header_msg(t, ns, frame)
 
     def transform(ns: int, parent: str, child: str, pose: np.ndarray):
         q = matrix_to_quat(pose[:3, :3])
@@ -51,9 +50,7 @@ def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (144,
                 rotation=t['geometry_msgs/msg/Quaternion'](*map(float, q))))
 
     def image(ns: int, array: np.ndarray, encoding: str):
-        fields = image_fields(array, encoding)
-        fields['data'] = np.frombuffer(fields['data'], dtype=np.uint8)
-        return t['sensor_msgs/msg/Image'](header=header(ns, 'camera_optical'), **fields)
+        return image_msg(t, header(ns, 'camera_optical'), array, encoding)
 
     with Writer(output, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {topic: writer.add_connection(topic, kind, typestore=store) for topic, kind in (
@@ -70,10 +67,6 @@ def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (144,
             transforms=[transform(start_ns, 'base_link', 'camera_optical', BASE_TO_OPTICAL)])
         write('/tf_static', start_ns, static)
         k = sample.intrinsics[0].double().numpy()
-        fields = scaled_camera_info_fields(k, *size)
-        info_t = t['sensor_msgs/msg/CameraInfo']
-        roi = t['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
-                                                    do_rectify=False)
         for i in range(frames):
             ns = start_ns + int(i * 1e9 / rate_hz)
             optical = sample.cam_to_world[i].double().numpy()
@@ -85,11 +78,8 @@ def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (144,
                 header=header(ns, 'map'), pose=t['geometry_msgs/msg/Pose'](
                     position=t['geometry_msgs/msg/Point'](*map(float, optical[:3, 3])),
                     orientation=t['geometry_msgs/msg/Quaternion'](*map(float, q)))))
-            write('/camera/camera_info', ns, info_t(
-                header=header(ns, 'camera_optical'), height=size[0], width=size[1],
-                distortion_model='plumb_bob', d=np.zeros(5), k=np.asarray(fields['k']),
-                r=np.asarray(fields['r']), p=np.asarray(fields['p']), binning_x=0,
-                binning_y=0, roi=roi))
+            write('/camera/camera_info', ns,
+                  camera_info_msg(t, header(ns, 'camera_optical'), k, *size))
             rgb = (sample.images[i].permute(1, 2, 0) * 255 + 0.5).byte().numpy()
             write('/camera/image', ns, image(ns, rgb, 'rgb8'))
             depth_mm = (sample.depth[i].numpy() * 1000 + 0.5).clip(0, 65535).astype(np.uint16)

@@ -28,14 +28,13 @@ from tqdm import tqdm
 from mvfm_ros.pipeline import Engine, Frame, FrameError, Pipeline, PipelineConfig
 from mvfm_ros.pipeline.frame import ViewResult
 from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
+from mvfm_ros.ros.bag_messages import camera_info_msg, header_msg, image_msg
 from mvfm_ros.ros.conversions import (
     ConversionError,
     camera_info_matrix,
     float_encoding,
-    image_fields,
     image_to_rgb,
     pose_to_matrix,
-    scaled_camera_info_fields,
     stamp_to_ns,
     transform_to_matrix,
 )
@@ -147,23 +146,16 @@ class OutputWriter:
     def result(self, result: ViewResult, time_ns: int) -> None:
         """Write every output of one view with the source image's header."""
         types = self.store.types
-        header = _header(types, result.frame.header)
-        image_t, info_t = types[IMAGE], types[CAMERA_INFO]
+        source = result.frame.header
+        header = header_msg(types, stamp_to_ns(source.stamp), source.frame_id)
 
         def image(array: np.ndarray, encoding: str) -> Any:
-            fields = image_fields(array, encoding)
-            fields['data'] = np.frombuffer(fields['data'], dtype=np.uint8)
-            return image_t(header=header, **fields)
+            return image_msg(types, header, array, encoding)
 
         ns = self.namespace
         h, w, c = result.features.shape
         self._write(f'{ns}/features', IMAGE, image(result.features, float_encoding(c)), time_ns)
-        fields = scaled_camera_info_fields(result.feature_intrinsics, h, w)
-        roi_t = types['sensor_msgs/msg/RegionOfInterest']
-        info = info_t(header=header, height=h, width=w, distortion_model='plumb_bob',
-                      d=np.zeros(5), k=np.asarray(fields['k']), r=np.asarray(fields['r']),
-                      p=np.asarray(fields['p']), binning_x=0, binning_y=0,
-                      roi=roi_t(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+        info = camera_info_msg(types, header, result.feature_intrinsics, h, w)
         self._write(f'{ns}/features/camera_info', CAMERA_INFO, info, time_ns)
         self._write(f'{ns}/features/pca', IMAGE, image(result.pca, 'rgb8'), time_ns)
         if result.normals is not None:
@@ -173,12 +165,6 @@ class OutputWriter:
         self._write(f'{ns}/segmentation', IMAGE, image(result.segments, 'mono8'), time_ns)
         self._write(f'{ns}/segmentation/color', IMAGE, image(result.segments_color, 'rgb8'),
                     time_ns)
-
-
-def _header(types: dict[str, Any], source: Any) -> Any:
-    time_t, header_t = types['builtin_interfaces/msg/Time'], types['std_msgs/msg/Header']
-    return header_t(stamp=time_t(sec=source.stamp.sec, nanosec=source.stamp.nanosec),
-                    frame_id=source.frame_id)
 
 
 def process_bag(source: Path, output: Path, options: BagOptions,
