@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from mvfm_ros.eval.metrics import hard_matches, location_errors
 from mvfm_ros.geometry.sampling import to_pixels, to_unit
 from mvfm_ros.pipeline import Engine, PipelineConfig
 from mvfm_ros.pipeline.frame import Frame
+from mvfm_ros.pipeline.pipeline import percentiles
 from mvfm_ros.ros.conversions import camera_info_matrix
 from mvfm_ros.viz.colors import pca_colors
 from mvfm_ros.viz.figures import plot_matches, plot_window
@@ -32,14 +32,6 @@ def _array(msg) -> np.ndarray:
 
 def _chw(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(array, dtype=np.float32)).permute(2, 0, 1)
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    values = sorted(values)
-    return {'p50': statistics.median(values),
-            'p90': values[min(len(values) - 1, int(0.9 * len(values)))], 'max': values[-1]}
 
 
 def contact_sheets(session, keys: list[int], window_size: int, folder: Path) -> int:
@@ -84,19 +76,17 @@ def correspondences(session, depth: dict[int, np.ndarray], keys: list[int],
     window = keys[first:last + 1]
     a, b = window[0], window[-1]
     engine, _ = Engine.from_config(PipelineConfig(device='cpu'))
-    frames, ks, poses = [], [], []
-    for uid, key in enumerate(window):
-        k = camera_info_matrix(session.infos[key], session.images[key].shape[:2])
-        frames.append(Frame(session.images[key], k, session.poses[key], key, uid=uid))
-    for key in (a, b):
-        ks.append(torch.from_numpy(camera_info_matrix(session.infos[key],
-                                                      session.images[key].shape[:2])).float())
-        poses.append(torch.from_numpy(session.poses[key]).float())
-    with torch.no_grad():
-        base = engine.model.base_features(torch.stack(
-            [engine.prepare(f).image for f in (frames[0], frames[-1])])[None])[0].float()
-    multi, _ = engine.features(frames)
+    frames = [Frame(session.images[key],
+                    camera_info_matrix(session.infos[key], session.images[key].shape[:2]),
+                    session.poses[key], key, uid=uid) for uid, key in enumerate(window)]
+    ends = (frames[0], frames[-1])
+    ks = [torch.from_numpy(f.intrinsics).float() for f in ends]
+    poses = [torch.from_numpy(f.cam_to_world).float() for f in ends]
+    multi, prepared = engine.features(frames)
     multi = multi[[0, -1]]
+    with torch.no_grad():  # the same resized images the engine fed the model
+        base = engine.model.base_features(torch.stack(
+            [prepared[0].image, prepared[-1].image])[None])[0].float()
     node = torch.stack([_chw(_array(session.outputs['features'][k])) for k in (a, b)])
     height, width = session.images[a].shape[:2]
     dep = torch.from_numpy(np.stack([depth[a], depth[b]])).float()
@@ -137,7 +127,7 @@ def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, s
         'windows': len(keys),
         'frames_dropped': int(diagnostics.get('frames_dropped', 0)),
         'outputs_per_topic': {t: len(v) for t, v in session.outputs.items()},
-        'latency_s': _percentiles(latency),
+        'latency_s': percentiles(latency),
         'node_reported': {k: float(v) for k, v in diagnostics.items()
                           if k.startswith(('latency_', 'inference_'))},
         'matches_within_8px': {k: v['within_8px'] for k, v in scores.items()},

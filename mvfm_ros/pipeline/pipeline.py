@@ -22,6 +22,15 @@ from mvfm_ros.pipeline.frame import Frame, FrameError, ViewResult
 from mvfm_ros.pipeline.keyframes import KeyframeSelector
 
 
+def percentiles(values: list[float]) -> dict[str, float]:
+    """Median, 90th percentile (nearest rank) and maximum; empty for no values."""
+    if not values:
+        return {}
+    values = sorted(values)
+    return {'p50': statistics.median(values),
+            'p90': values[min(len(values) - 1, int(0.9 * len(values)))], 'max': values[-1]}
+
+
 class PipelineStats:
     """Thread-safe counters and recent latencies, for diagnostics and summaries."""
 
@@ -48,16 +57,13 @@ class PipelineStats:
         """Counters, rates and latency percentiles as a flat dict."""
         with self._lock:
             out: dict[str, float] = dict(self.counts)
-            latencies = sorted(self.latencies)
-            inference = sorted(self.inference)
+            latencies = list(self.latencies)
+            inference = list(self.inference)
         elapsed = max(time.monotonic() - self.started, 1e-9)
         out['input_rate_hz'] = out.get('frames_received', 0) / elapsed
         out['output_rate_hz'] = out.get('windows_processed', 0) / elapsed
         for name, values in (('latency', latencies), ('inference', inference)):
-            if values:
-                out[f'{name}_p50_s'] = statistics.median(values)
-                out[f'{name}_p90_s'] = values[min(len(values) - 1, int(0.9 * len(values)))]
-                out[f'{name}_max_s'] = values[-1]
+            out.update({f'{name}_{k}_s': v for k, v in percentiles(values).items()})
         return out
 
 
