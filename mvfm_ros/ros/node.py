@@ -193,10 +193,10 @@ class PerceptionNode(LifecycleNode):
         if self.diagnostics_pub is not None:
             self.destroy_lifecycle_publisher(self.diagnostics_pub)
             self.diagnostics_pub = None
-        for source in set(map(id, self.pose_sources.values())):
-            obj = next(s for s in self.pose_sources.values() if id(s) == source)
-            if hasattr(obj, 'close'):
-                obj.close()
+        # One TF source may serve every camera: close each distinct source once.
+        for source in {id(s): s for s in self.pose_sources.values()}.values():
+            if hasattr(source, 'close'):
+                source.close()
         self.pose_sources = {}
         if self.engine is not None:
             self.engine.release()

@@ -30,20 +30,20 @@ def plot_metric_bars(results: dict, path: str | os.PathLike) -> None:
     methods = [m for m in METHOD_LABELS if m in corr]
     bins = sorted({b for m in methods for b in corr[m]['by_angle']},
                   key=lambda b: float(b.split('-')[0])) + ['all']
+    def row(method: str, label: str) -> dict:
+        return corr[method]['all'] if label == 'all' else corr[method]['by_angle'].get(label, {})
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
-        values = [(corr[method]['by_angle'].get(b) or corr[method]['all'] if b == 'all'
-                   else corr[method]['by_angle'].get(b, {})).get('loc_err', float('nan'))
-                  for b in bins]
+        values = [row(method, b).get('loc_err', float('nan')) for b in bins]
         ax1.bar([x + i * width for x in range(len(bins))], values, width,
                 label=METHOD_LABELS[method], color=METHOD_COLOURS[method])
         keys = [k for k in corr[method]['all'] if k.startswith('recall@')]
         ax2.bar([x + i * width for x in range(len(keys))],
                 [100 * corr[method]['all'][k] for k in keys], width,
                 label=METHOD_LABELS[method], color=METHOD_COLOURS[method])
-    counts = [corr[methods[0]]['by_angle'].get(b, corr[methods[0]]['all'])['matches']
-              if b != 'all' else corr[methods[0]]['all']['matches'] for b in bins]
+    counts = [row(methods[0], b).get('matches', 0) for b in bins]
     ax1.set_xticks([x + 0.4 - width / 2 for x in range(len(bins))],
                    [f'{b}°\n(n={n})' if b != 'all' else f'all\n(n={n})'
                     for b, n in zip(bins, counts)])
