@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mvfm_ros.bench.export import example_inputs
 from mvfm_ros.bench.timing import time_call
 from mvfm_ros.models.factory import build_model, load_model
 from mvfm_ros.models.trunk import join_states
@@ -69,13 +70,7 @@ def measure(args: argparse.Namespace, placement: str, blocks, device: torch.devi
     if args.compile:
         model.trunk.model.blocks = torch.compile(model.trunk.model.blocks)
     v, (h, w) = args.views, args.size
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(1, v, 3, h, w, generator=g).to(device)
-    k = torch.tensor([[0.8 * w, 0, w / 2], [0, 0.8 * w, h / 2], [0, 0, 1.0]])
-    intrinsics = k.expand(1, v, 3, 3).clone().to(device)
-    poses = torch.eye(4).repeat(1, v, 1, 1)
-    poses[0, :, 0, 3] = torch.arange(v) * 0.2
-    poses = poses.to(device)
+    images, intrinsics, poses = (t.to(device) for t in example_inputs(v, (h, w)))
 
     def autocast():
         if dtype is None:
