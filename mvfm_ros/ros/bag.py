@@ -280,15 +280,15 @@ def options_from_args(args: argparse.Namespace) -> BagOptions:
         data = yaml.safe_load(Path(args.config).read_text()) or {}
         for node_params in data.values():
             values.update((node_params or {}).get('ros__parameters', {}))
+    known = set(PipelineConfig.defaults())  # node-only keys of a --config file are ignored
     for item in args.param:
         name, sep, value = item.partition('=')
         if not sep:
             raise SystemExit(f"mvfm-bag: --param needs NAME=VALUE, got '{item}'")
+        if name not in known:
+            raise SystemExit(f"mvfm-bag: unknown pipeline setting '{name}'; known: "
+                             f'{sorted(known)}')
         values[name] = yaml.safe_load(value)
-    unknown = set(values) - set(PipelineConfig.defaults())
-    if args.param and unknown & {p.partition('=')[0] for p in args.param}:
-        raise SystemExit(f'mvfm-bag: unknown pipeline setting(s) {sorted(unknown)}; known: '
-                         f'{sorted(PipelineConfig.defaults())}')
     return BagOptions(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                       pose_source=args.pose_source, pose_topic=args.pose_topic,
                       world_frame=args.world_frame, output_namespace=args.output_namespace,
