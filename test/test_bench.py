@@ -33,23 +33,27 @@ def test_placements_parse() -> None:
     assert parse_placement('all', 6) == ('all', None)
     assert parse_placement('last:2', 6) == ('last:2', (4, 5))
     assert parse_placement('1,3', 6) == ('1,3', (1, 3))
-    with pytest.raises(ValueError):
-        parse_placement('last:9', 6)
+    assert parse_placement('head:2', 6) == ('head:2', (5, 5))
+    assert parse_placement('5,5', 6) == ('5,5', (5, 5))
+    for bad in ('last:9', 'head:0'):
+        with pytest.raises(ValueError):
+            parse_placement(bad, 6)
 
 
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / 'bench.json'
     code = bench_main(['--backbone', 'vit_small_patch16_224', '--size', '32', '48',
                        '--views', '3', '--repeats', '2', '--warmup', '1', '--placements',
-                       'all', 'last:2', '--json', str(out)])
+                       'all', 'head:2', '--adapter-dim', '96', '--json', str(out)])
     assert code == 0
     results = json.loads(out.read_text())
     rows = {r['placement']: r for r in results['placements']}
-    assert set(rows) == {'all', 'last:2'} and rows['last:2']['adapter_blocks'] == [10, 11]
+    assert set(rows) == {'all', 'head:2'} and rows['head:2']['adapter_blocks'] == [11, 11]
+    assert rows['head:2']['adapter_dim'] == 96
     for row in rows.values():
         for key in ('base', 'multiview', 'stream', 'base_1view'):
             assert row[key]['median_ms'] > 0 and row[key]['repeats'] == 2
         assert row['ratios']['multiview_over_base'] > 0
         assert 'overhead_fraction' in row['engine']
     table = capsys.readouterr().out
-    assert 'MV/base' in table and 'last:2' in table
+    assert 'MV/base' in table and 'head:2' in table

@@ -118,6 +118,24 @@ def test_adapter_placement_and_sharing_options() -> None:
         tiny('dinov2_reg', adaptor_dim=8)
 
 
+def test_repeated_block_index_stacks_adapters(generator: torch.Generator) -> None:
+    stacked, size = tiny('dinov2_reg', adapter_blocks=[1, 1], share_adapters=False)
+    single, _ = tiny('dinov2_reg', adapter_blocks=[1])
+    assert stacked.adapter_blocks == (1, 1) and len(stacked.adapters) == 2
+    perturb_trainable(stacked)
+    single.load_state_dict({k: v for k, v in stacked.state_dict().items()
+                            if not k.startswith('adapters.1.')})
+    images, k, poses = inputs(size, generator)
+    with torch.no_grad():
+        both = stacked(images, k, poses)
+        first_only = single(images, k, poses)
+        # The second adapter runs on the first one's output, after the same block.
+        assert not torch.allclose(both, first_only, atol=1e-4)
+        torch.nn.init.zeros_(stacked.adapters[1].proj_out.weight)
+        torch.nn.init.zeros_(stacked.adapters[1].proj_out.bias)
+        assert torch.allclose(stacked(images, k, poses), first_only, atol=1e-6)
+
+
 def test_bad_inputs_get_clear_errors(generator: torch.Generator) -> None:
     model, size = tiny('dinov2_reg')
     images, k, poses = inputs(size, generator)

@@ -149,6 +149,11 @@ def test_node_publishes_consistent_outputs_for_each_keyframe(ros_context, sequen
                 sample_features(fa, ua), sample_features(fb, ub), dim=1).mean().item()
 
         assert agreement(*mv) > agreement(base[0], base[1])
+
+        # Diagnostics carry the node's overhead (conversion, queueing, publishing) per window.
+        values = {kv.key: kv.value for kv in harness.node.diagnostics().values}
+        assert 0 < float(values['overhead_p50_s']) <= float(values['latency_max_s'])
+        assert float(values['overhead_fraction']) > 0
     finally:
         harness.close()
 

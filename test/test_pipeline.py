@@ -218,3 +218,37 @@ def test_async_pipeline_drops_oldest_when_the_model_is_busy(tiny_engine) -> None
         assert [r.frame.uid for r in got] == [4]
     finally:
         worker.stop()
+
+
+def test_results_for_some_views_equal_those_of_the_whole_window(tiny_engine) -> None:
+    window = frames(3)
+    for item, uid in zip(window, range(3)):
+        item.uid = uid
+    everything = tiny_engine.run(window)
+    tiny_engine._centres = None  # the same k-means start as the first run
+    newest = tiny_engine.run(window, outputs=[2])
+    assert len(everything) == 3 and len(newest) == 1
+    for name in ('features', 'pca', 'normals', 'normals_color', 'segments', 'segments_color'):
+        assert np.allclose(getattr(newest[0], name), getattr(everything[2], name),
+                           atol=1e-5), name
+
+
+def test_worker_reports_node_overhead_beyond_inference(tiny_engine) -> None:
+    config = PipelineConfig(min_translation=0, min_rotation_deg=0, max_interval=0)
+    pipeline = Pipeline(tiny_engine, config)
+    got = []
+    worker = AsyncPipeline(pipeline, got.extend)
+    worker.start()
+    try:
+        for item in frames(3):
+            item.conversion_s = 0.25  # as if the message took this long to convert
+            assert worker.submit(item)
+            assert worker.wait_idle(30)
+    finally:
+        worker.stop()
+    assert len(got) == 2 and all(0 < r.inference <= r.latency for r in got)
+    snap = pipeline.stats.snapshot()
+    # Conversion counts as overhead; the model's time does not.
+    assert 0.25 <= snap['overhead_p50_s'] < 0.25 + snap['latency_max_s']
+    assert snap['overhead_fraction'] == pytest.approx(
+        snap['overhead_p50_s'] / snap['inference_p50_s'])

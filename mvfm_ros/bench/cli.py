@@ -8,8 +8,10 @@ placement, it measures (median over repeats after warm-up, device synchronised):
 - ``stream``: one new keyframe entering a window whose other V-1 frames are cached (the
   pipeline's engine: per-frame blocks for the new frame only, adapter blocks for the window);
 - ``base_1view``: the backbone on one view (what a single-view node would pay per frame);
-- ``engine``: the pipeline's full step (resize, model, PCA, normals, segmentation, arrays) and
-  message encoding, to measure node overhead beyond the model.
+- ``engine``: the pipeline's step for a new keyframe split in three: the model (resize and
+  features), its outputs (normal head, joint PCA and k-means, colour images, arrays) and message
+  encoding, each as a fraction of the model time. The live node measures its own overhead
+  (conversion, queueing, publishing) and reports it on ``/diagnostics``.
 
 Weights do not change timings, so backbones are built with random weights (no downloads).
 """
@@ -38,14 +40,19 @@ DEMO = 'demo'
 
 
 def parse_placement(text: str, depth: int) -> tuple[str, tuple[int, ...] | None]:
-    """Parse ``all`` (every block), ``last:K`` (last K blocks) or ``i,j,k`` block indices."""
+    """Parse a placement of adapters.
+
+    ``all`` (every block), ``last:K`` (one after each of the last K blocks), ``head:N`` (N
+    stacked after the last block) or block indices ``i,j,k`` (a repeated index stacks).
+    """
     if text == 'all':
         return text, None
-    if text.startswith('last:'):
-        k = int(text.split(':')[1])
+    kind, _, count = text.partition(':')
+    if kind in ('last', 'head'):
+        k = int(count)
         if not 0 < k <= depth:
             raise ValueError(f'placement {text}: K must be in 1..{depth}')
-        return text, tuple(range(depth - k, depth))
+        return text, tuple(range(depth - k, depth)) if kind == 'last' else (depth - 1,) * k
     return text, tuple(int(i) for i in text.split(','))
 
 
@@ -56,10 +63,12 @@ def build(args: argparse.Namespace, blocks: tuple[int, ...] | None):
         cfg = reference.config
         options = {name: getattr(cfg, name) for name in cfg.option_names()}
         options['adapter_blocks'] = blocks
+        if args.adapter_dim:
+            options['adapter_dim'] = args.adapter_dim
         return build_model(cfg.backbone, pretrained=False, img_size=cfg.img_size,
                            backbone_kwargs=cfg.backbone_kwargs, **options)
     return build_model(args.backbone, pretrained=False, img_size=args.size[0],
-                       adapter_blocks=blocks)
+                       adapter_blocks=blocks, adapter_dim=args.adapter_dim)
 
 
 def measure(args: argparse.Namespace, placement: str, blocks, device: torch.device,
@@ -103,7 +112,8 @@ def measure(args: argparse.Namespace, placement: str, blocks, device: torch.devi
 
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    out = {'placement': placement, 'adapter_blocks': list(model.adapter_blocks)}
+    out = {'placement': placement, 'adapter_blocks': list(model.adapter_blocks),
+           'adapter_dim': model.adapters[0].proj_out.in_features}
     for name, fn in (('base', base), ('multiview', multiview), ('stream', stream),
                      ('base_1view', base_one)):
         out[name] = time_call(fn, device, args.repeats, args.warmup)
@@ -135,10 +145,12 @@ def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> di
     # The streaming step of the node: the newest frame is new, the others are cached.
     newest = frames[-1]
 
-    def step():
+    def outputs():
         engine._cache.pop(newest.uid, None)
-        results = engine.run(frames, outputs=[len(frames) - 1])
-        for r in results:  # what the node serialises into messages
+        return engine.run(frames, outputs=[len(frames) - 1])
+
+    def step():
+        for r in outputs():  # what the node serialises into messages
             image_fields(r.features, float_encoding(r.features.shape[-1]))
             image_fields(r.pca, 'rgb8')
             image_fields(r.segments, 'mono8')
@@ -151,10 +163,11 @@ def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> di
         engine._cache.pop(newest.uid, None)
         engine.features(frames)
 
-    full = time_call(step, device, args.repeats, args.warmup)
-    core = time_call(model_only, device, args.repeats, args.warmup)
-    return {'step_ms': full['median_ms'], 'model_ms': core['median_ms'],
-            'overhead_fraction': (full['median_ms'] - core['median_ms']) / core['median_ms']}
+    full, run, core = (time_call(fn, device, args.repeats, args.warmup)['median_ms']
+                       for fn in (step, outputs, model_only))
+    return {'step_ms': full, 'outputs_ms': run, 'model_ms': core,
+            'outputs_fraction': (run - core) / core, 'encode_fraction': (full - run) / core,
+            'overhead_fraction': (full - core) / core}
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -165,13 +178,14 @@ def format_table(results: dict[str, Any]) -> str:
             f"{results['warmup']} warm-up")
     cols = ('base', 'multiview', 'stream', 'base_1view')
     lines = [head, f"{'placement':14}" + ''.join(f'{c + " ms":>14}' for c in cols)
-             + f"{'MV/base':>9}{'stream/1view':>14}{'overhead':>10}"]
+             + f"{'MV/base':>9}{'stream/1view':>14}{'outputs':>9}{'encode':>8}"]
     for row in results['placements']:
         lines.append(f"{row['placement']:14}" + ''.join(
             f"{row[c]['median_ms']:14.2f}" for c in cols)
             + f"{row['ratios']['multiview_over_base']:9.2f}"
             + f"{row['ratios']['stream_over_base_1view']:14.2f}"
-            + f"{100 * row['engine']['overhead_fraction']:9.1f}%")
+            + f"{100 * row['engine']['outputs_fraction']:8.1f}%"
+            + f"{100 * row['engine']['encode_fraction']:7.1f}%")
     return '\n'.join(lines)
 
 
@@ -185,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'))
     parser.add_argument('--placements', nargs='+', default=['all', 'last:3'],
-                        help='adapter placements: all, last:K or block indices i,j,k')
+                        help='adapter placements: all, last:K, head:N or block indices i,j,k')
+    parser.add_argument('--adapter-dim', type=int,
+                        help='width inside the adapters (default: the backbone width, or the '
+                             "demo model's)")
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--compile', action='store_true', help='torch.compile the blocks')

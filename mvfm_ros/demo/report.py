@@ -129,7 +129,7 @@ def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, s
         'outputs_per_topic': {t: len(v) for t, v in session.outputs.items()},
         'latency_s': percentiles(latency),
         'node_reported': {k: float(v) for k, v in diagnostics.items()
-                          if k.startswith(('latency_', 'inference_'))},
+                          if k.startswith(('latency_', 'inference_', 'overhead_'))},
         'matches_within_8px': {k: v['within_8px'] for k, v in scores.items()},
         'location_error': {k: v['loc_err'] for k, v in scores.items()},
         'contact_sheets': sheets,

@@ -18,7 +18,8 @@ class MVFMConfig:
         img_size: size the backbone's position embedding is built for (None: timm's default).
             Inputs of other sizes work; position embeddings are resampled.
         backbone_kwargs: extra keyword arguments for ``timm.create_model`` (tiny test models).
-        adapter_blocks: indices of the blocks followed by an adapter (None: every block).
+        adapter_blocks: indices of the blocks followed by an adapter (None: every block); a
+            repeated index stacks adapters after that block (``[5, 5]``).
         adapter_dim: width inside the adapters (None: the backbone width).
         adapter_heads: attention heads in each adapter.
         adapter_mlp_ratio: MLP expansion inside each adapter.

@@ -47,7 +47,8 @@ class MultiViewModel(nn.Module):
 
         depth, dim = self.trunk.depth, self.trunk.embed_dim
         blocks = config.adapter_blocks if config.adapter_blocks is not None else range(depth)
-        blocks = sorted(set(blocks))
+        # Sorted, repeats kept: [5, 5] stacks two adapters after block 5.
+        blocks = sorted(blocks)
         if not blocks or blocks[0] < 0 or blocks[-1] >= depth:
             raise ValueError(f'adapter_blocks {config.adapter_blocks} must lie in [0, {depth})')
         self.adapter_blocks = tuple(blocks)
@@ -64,10 +65,10 @@ class MultiViewModel(nn.Module):
         if len(blocks) > 1:
             unique += [make(0)] if config.share_adapters else [make(0) for _ in blocks[1:]]
         self.adapters = nn.ModuleList(unique)
-        self._adapter_index = {
-            block: (0 if k == 0 else (1 if config.share_adapters else k))
-            for k, block in enumerate(blocks)
-        }
+        self._adapters_after: dict[int, list[int]] = {}
+        for k, block in enumerate(blocks):
+            index = 0 if k == 0 else (1 if config.share_adapters else k)
+            self._adapters_after.setdefault(block, []).append(index)
         self.normal_head = (NormalHead(self.trunk.out_dim, config.normal_head)
                             if config.normal_head else None)
 
@@ -229,12 +230,13 @@ class MultiViewModel(nn.Module):
         if self.ray_embed is not None:
             height, width = (g * self.patch_size for g in state.grid)
             rays = self.ray_tokens(intrinsics, cam_to_world, height, width, reference_view)
-        # The first adapter follows block first_adapter_block, which frame_tokens already ran.
-        state = self._adapt(self.adapters[0], state, v, rays)
+        # The adapters after block first_adapter_block (frame_tokens ran it); the first one of
+        # all takes the rays.
+        for k in self._adapters_after[self.first_adapter_block]:
+            state = self._adapt(self.adapters[k], state, v, rays if k == 0 else None)
         for index in range(self.first_adapter_block + 1, self.trunk.depth):
             state = self.trunk.block(index, state)
-            k = self._adapter_index.get(index)
-            if k is not None:
+            for k in self._adapters_after.get(index, ()):
                 state = self._adapt(self.adapters[k], state, v, None)
         feats = self.trunk.finish(state)
         return feats.reshape(b, v, *feats.shape[1:])

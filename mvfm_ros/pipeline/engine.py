@@ -191,17 +191,19 @@ class Engine:
         """
         feats, prepared = self.features(frames)
         outputs = list(range(len(frames))) if outputs is None else outputs
+        # PCA and k-means are joint over the window (consistent colours and ids); the
+        # full-resolution outputs are made only for the views that are returned.
         pca = pca_colors(feats)
+        segments = self.segment(feats, prepared)[outputs]
         normals = None
         if self.model.normal_head is not None:
-            normals = self.model.normals(feats[None], self.input_size)[0]
-        segments = self.segment(feats, prepared)
-        images = torch.stack([p.image for p in prepared])
+            normals = self.model.normals(feats[outputs][None], self.input_size)[0]
+        images = torch.stack([prepared[i].image for i in outputs])
         seg_full = F.interpolate(segments[:, None].float(), size=self.input_size,
                                  mode='nearest')[:, 0].long()
         seg_colours = segment_colors(seg_full, images)
         results = []
-        for i in outputs:
+        for j, i in enumerate(outputs):
             frame = frames[i]
             height, width = frame.image.shape[:2]
             h, w = feats.shape[-2:]
@@ -212,12 +214,12 @@ class Engine:
                 features=feats[i].permute(1, 2, 0).contiguous().cpu().numpy(),
                 feature_intrinsics=k_feat.numpy(),
                 pca=to_uint8(pca[i]),
-                normals=(normals[i].permute(1, 2, 0).contiguous().cpu().numpy()
+                normals=(normals[j].permute(1, 2, 0).contiguous().cpu().numpy()
                          if normals is not None else None),
-                normals_color=(to_uint8(normal_colors(normals[i]))
+                normals_color=(to_uint8(normal_colors(normals[j]))
                                if normals is not None else None),
-                segments=seg_full[i].to(torch.uint8).cpu().numpy(),
-                segments_color=to_uint8(seg_colours[i]),
+                segments=seg_full[j].to(torch.uint8).cpu().numpy(),
+                segments_color=to_uint8(seg_colours[j]),
                 window=tuple(f.uid for f in frames),
                 latency=0.0,
             ))

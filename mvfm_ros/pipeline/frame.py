@@ -30,6 +30,9 @@ class Frame:
         camera: camera name (several cameras can share a window).
         header: the source message header, handed back untouched with the results.
         received: ``time.monotonic()`` when the frame arrived (for latency).
+        conversion_s: seconds the caller spent turning its message into this frame (node
+            overhead).
+        submitted: ``time.monotonic()`` when it was handed to the inference thread.
     """
 
     image: np.ndarray
@@ -39,6 +42,8 @@ class Frame:
     camera: str = ''
     header: Any = None
     received: float = field(default_factory=time.monotonic)
+    conversion_s: float = 0.0
+    submitted: float | None = None
     uid: int = -1  # assigned by the pipeline when the frame becomes a keyframe
 
 
@@ -59,6 +64,7 @@ class ViewResult:
         segments_color: ``(H', W', 3)`` uint8 overlay on the input.
         window: uids of the frames in the window.
         latency: seconds from arrival of the frame to these results.
+        inference: seconds the engine took for this window (model, heads, output images).
     """
 
     frame: Frame
@@ -71,3 +77,4 @@ class ViewResult:
     segments_color: np.ndarray
     window: tuple[int, ...]
     latency: float
+    inference: float = 0.0

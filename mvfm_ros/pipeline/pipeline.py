@@ -40,6 +40,7 @@ class PipelineStats:
         self.counts: collections.Counter[str] = collections.Counter()
         self.latencies: collections.deque[float] = collections.deque(maxlen=history)
         self.inference: collections.deque[float] = collections.deque(maxlen=history)
+        self.overhead: collections.deque[float] = collections.deque(maxlen=history)
         self.started = time.monotonic()
 
     def count(self, key: str, amount: int = 1) -> None:
@@ -53,17 +54,26 @@ class PipelineStats:
             self.latencies.append(latency)
             self.inference.append(inference)
 
+    def record_overhead(self, seconds: float) -> None:
+        """Remember one result's node overhead: conversion, queueing and publishing."""
+        with self._lock:
+            self.overhead.append(seconds)
+
     def snapshot(self) -> dict[str, float]:
         """Counters, rates and latency percentiles as a flat dict."""
         with self._lock:
             out: dict[str, float] = dict(self.counts)
             latencies = list(self.latencies)
             inference = list(self.inference)
+            overhead = list(self.overhead)
         elapsed = max(time.monotonic() - self.started, 1e-9)
         out['input_rate_hz'] = out.get('frames_received', 0) / elapsed
         out['output_rate_hz'] = out.get('windows_processed', 0) / elapsed
-        for name, values in (('latency', latencies), ('inference', inference)):
+        for name, values in (('latency', latencies), ('inference', inference),
+                             ('overhead', overhead)):
             out.update({f'{name}_{k}_s': v for k, v in percentiles(values).items()})
+        if overhead and inference:
+            out['overhead_fraction'] = statistics.median(overhead) / statistics.median(inference)
         return out
 
 
@@ -141,6 +151,7 @@ class Pipeline:
         done = time.monotonic()
         for result in results:
             result.latency = done - result.frame.received
+            result.inference = done - start
             self.stats.record(result.latency, done - start)
         self.stats.count('windows_processed')
         return results

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from mvfm_ros.pipeline.frame import Frame, ViewResult
@@ -54,6 +55,7 @@ class AsyncPipeline:
         Raises:
             mvfm_ros.pipeline.frame.FrameError: invalid frame (already counted).
         """
+        frame.submitted = time.monotonic()
         if not self.pipeline.accept(frame):
             return False
         with self._cond:
@@ -86,6 +88,15 @@ class AsyncPipeline:
                 LOG.warning('inference thread did not stop within %.1f s', timeout)
             self._thread = None
 
+    def _record_overhead(self, results: list[ViewResult]) -> None:
+        """Node overhead of each result: its conversion, queueing, checks and publishing."""
+        done = time.monotonic()
+        for result in results:
+            frame = result.frame
+            if frame.submitted is not None:
+                self.pipeline.stats.record_overhead(
+                    frame.conversion_s + done - frame.submitted - result.inference)
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -98,6 +109,7 @@ class AsyncPipeline:
                 results = self.pipeline.process(frame)
                 if results:
                     self.on_results(results)
+                    self._record_overhead(results)
             except Exception as err:  # a failed window must not kill the worker
                 self.pipeline.stats.count('inference_errors')
                 self.on_error(err)

@@ -223,6 +223,7 @@ class PerceptionNode(LifecycleNode):
     def _on_image(self, camera: str, msg: Image) -> None:
         if self.pipeline is None:
             return
+        arrived = time.monotonic()
         info = self._infos.get(camera)
         try:
             if info is None:
@@ -235,7 +236,9 @@ class PerceptionNode(LifecycleNode):
             self.pipeline.stats.count('frames_received')
             self.problem(err.kind, f'camera {camera}: {err}')
             return
-        frame = Frame(rgb, k, np.eye(4), stamp_to_ns(msg.header.stamp), camera, msg.header)
+        frame = Frame(rgb, k, np.eye(4), stamp_to_ns(msg.header.stamp), camera, msg.header,
+                      received=arrived)
+        frame.conversion_s = time.monotonic() - arrived
         deadline = time.monotonic() + self.values['tf_timeout']
         if not self._try_submit(frame, msg.header.frame_id, deadline):
             if len(self._pending) >= MAX_PENDING:
