@@ -15,6 +15,7 @@ from conftest import (
 
 from mvfm_ros import build_model
 from mvfm_ros.models import MultiViewModel
+from mvfm_ros.models.trunk import join_states
 
 V = 3
 
@@ -134,6 +135,36 @@ def test_repeated_block_index_stacks_adapters(generator: torch.Generator) -> Non
         torch.nn.init.zeros_(stacked.adapters[1].proj_out.weight)
         torch.nn.init.zeros_(stacked.adapters[1].proj_out.bias)
         assert torch.allclose(stacked(images, k, poses), first_only, atol=1e-6)
+
+
+def test_side_network_caches_the_whole_trunk_per_frame(generator: torch.Generator) -> None:
+    model, size = tiny('dinov2_reg', adapter_mode='side', adapter_blocks=[0, 1, 1],
+                       share_adapters=False, lora_rank=0)
+    images, k, poses = inputs(size, generator)
+    with torch.no_grad():
+        assert torch.equal(model(images, k, poses), model.base_features(images))
+    perturb_trainable(model)
+    with torch.no_grad():
+        out = model(images, k, poses)
+        assert not torch.allclose(out, model.base_features(images), atol=1e-3)
+        # Every block is per-frame: cached frames of the two distinct tapped blocks and the
+        # last block's output, joined later, give the full forward pass.
+        assert model.first_adapter_block == model.trunk.depth - 1
+        states = [model.frame_tokens(images[0, i:i + 1]) for i in range(V)]
+        assert states[0].tokens.shape[:2] == (1, 3)
+        streamed = model.window_features(join_states(states), k, poses)
+        assert torch.allclose(streamed, out, atol=1e-5)
+        # Views still see each other: moving one camera changes another view's features.
+        nudged = poses.clone()
+        nudged[0, 1, :3, 3] += torch.tensor([0.8, 0.0, -0.5])
+        assert not torch.allclose(model(images, k, nudged)[0, 0], out[0, 0], atol=1e-4)
+    model.train()
+    model(images, k, poses).square().mean().backward()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match='adapter_mode'):
+        tiny('dinov2_reg', adapter_mode='sideways')
 
 
 def test_bad_inputs_get_clear_errors(generator: torch.Generator) -> None:

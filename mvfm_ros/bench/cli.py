@@ -39,42 +39,49 @@ from mvfm_ros.ros.conversions import float_encoding, image_fields
 DEMO = 'demo'
 
 
-def parse_placement(text: str, depth: int) -> tuple[str, tuple[int, ...] | None]:
-    """Parse a placement of adapters.
+def parse_placement(text: str, depth: int) -> tuple[str, tuple[int, ...] | None, str]:
+    """Parse a placement of adapters into (name, blocks, adapter mode).
 
     ``all`` (every block), ``last:K`` (one after each of the last K blocks), ``head:N`` (N
-    stacked after the last block) or block indices ``i,j,k`` (a repeated index stacks).
+    stacked after the last block) or block indices ``i,j,k`` (a repeated index stacks); any of
+    them prefixed with ``side:`` for a side network (``side:1,3,5``).
     """
-    if text == 'all':
-        return text, None
-    kind, _, count = text.partition(':')
+    mode, body = ('side', text[len('side:'):]) if text.startswith('side:') else ('residual', text)
+    if body == 'all':
+        return text, None, mode
+    kind, _, count = body.partition(':')
     if kind in ('last', 'head'):
         k = int(count)
         if not 0 < k <= depth:
             raise ValueError(f'placement {text}: K must be in 1..{depth}')
-        return text, tuple(range(depth - k, depth)) if kind == 'last' else (depth - 1,) * k
-    return text, tuple(int(i) for i in text.split(','))
+        return text, tuple(range(depth - k, depth)) if kind == 'last' else (depth - 1,) * k, mode
+    try:
+        return text, tuple(int(i) for i in body.split(',')), mode
+    except ValueError:
+        raise ValueError(f"placement '{text}' is not all, last:K, head:N or i,j,k (optionally "
+                         "after 'side:')") from None
 
 
-def build(args: argparse.Namespace, blocks: tuple[int, ...] | None):
+def build(args: argparse.Namespace, blocks: tuple[int, ...] | None, mode: str = 'residual'):
     """Build the model to time: the demo architecture or a timm backbone, random weights."""
     if args.backbone == DEMO:
         reference = load_model(demo_model_path())
         cfg = reference.config
         options = {name: getattr(cfg, name) for name in cfg.option_names()}
         options['adapter_blocks'] = blocks
+        options['adapter_mode'] = mode
         if args.adapter_dim:
             options['adapter_dim'] = args.adapter_dim
         return build_model(cfg.backbone, pretrained=False, img_size=cfg.img_size,
                            backbone_kwargs=cfg.backbone_kwargs, **options)
     return build_model(args.backbone, pretrained=False, img_size=args.size[0],
-                       adapter_blocks=blocks, adapter_dim=args.adapter_dim)
+                       adapter_blocks=blocks, adapter_mode=mode, adapter_dim=args.adapter_dim)
 
 
-def measure(args: argparse.Namespace, placement: str, blocks, device: torch.device,
-            ) -> dict[str, Any]:
+def measure(args: argparse.Namespace, placement: str, blocks, mode: str,
+            device: torch.device) -> dict[str, Any]:
     """Take all timings for one placement."""
-    model = build(args, blocks).to(device).eval()
+    model = build(args, blocks, mode).to(device).eval()
     dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.precision]
     if args.compile:
         model.trunk.model.blocks = torch.compile(model.trunk.model.blocks)
@@ -113,7 +120,7 @@ def measure(args: argparse.Namespace, placement: str, blocks, device: torch.devi
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     out = {'placement': placement, 'adapter_blocks': list(model.adapter_blocks),
-           'adapter_dim': model.adapters[0].proj_out.in_features}
+           'adapter_dim': model.adapters[0].proj_out.in_features, 'adapter_mode': mode}
     for name, fn in (('base', base), ('multiview', multiview), ('stream', stream),
                      ('base_1view', base_one)):
         out[name] = time_call(fn, device, args.repeats, args.warmup)
@@ -175,7 +182,8 @@ def format_table(results: dict[str, Any]) -> str:
     head = (f"{results['backbone']} {results['size'][0]}x{results['size'][1]}, "
             f"{results['views']} views, {results['device']} ({results['device_name']}), "
             f"{results['precision']}, median of {results['repeats']} after "
-            f"{results['warmup']} warm-up")
+            f"{results['warmup']} warm-up; adapter width "
+            f"{results['placements'][0]['adapter_dim'] if results['placements'] else '-'}")
     cols = ('base', 'multiview', 'stream', 'base_1view')
     lines = [head, f"{'placement':14}" + ''.join(f'{c + " ms":>14}' for c in cols)
              + f"{'MV/base':>9}{'stream/1view':>14}{'outputs':>9}{'encode':>8}"]
@@ -199,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'))
     parser.add_argument('--placements', nargs='+', default=['all', 'last:3'],
-                        help='adapter placements: all, last:K, head:N or block indices i,j,k')
+                        help='adapter placements: all, last:K, head:N or block indices i,j,k; '
+                             "prefix 'side:' for a side network (side:1,3,5)")
     parser.add_argument('--adapter-dim', type=int,
                         help='width inside the adapters (default: the backbone width, or the '
                              "demo model's)")
@@ -227,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                         else f'{platform.processor() or platform.machine()}, '
                              f'{torch.get_num_threads()} threads'),
         'torch': torch.__version__,
-        'placements': [measure(args, name, blocks, device) for name, blocks in placements],
+        'placements': [measure(args, name, blocks, mode, device)
+                       for name, blocks, mode in placements],
     }
     print(format_table(results))
     if args.json:

@@ -47,6 +47,31 @@ class MVAdapter(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
+    def hidden(self, tokens: torch.Tensor, num_views: int, rays: torch.Tensor | None = None,
+               carry: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the adapter's hidden tokens after joint attention and MLP.
+
+        Args:
+            tokens: ``(B * V, T, D)`` tokens of every view, views of a sample contiguous.
+            num_views: V.
+            rays: ``(B * V, T, ray_dim)`` ray tokens, required when ``ray_dim > 0``.
+            carry: ``(B, V * T, adapter_dim)`` hidden tokens of a previous adapter, added to
+                the projected input (the side-network placement chains adapters this way).
+
+        Returns:
+            ``(B, V * T, adapter_dim)``.
+        """
+        if self.ray_dim:
+            if rays is None:
+                raise ValueError('this adapter is conditioned on rays; none were given')
+            tokens = torch.cat((tokens, rays.to(tokens.dtype)), dim=-1)
+        n, t, _ = tokens.shape
+        h = self.proj_in(tokens).reshape(n // num_views, num_views * t, -1)
+        if carry is not None:
+            h = h + carry
+        h = h + self.attn(self.norm1(h))
+        return h + self.mlp(self.norm2(h))
+
     def forward(self, tokens: torch.Tensor, num_views: int,
                 rays: torch.Tensor | None = None) -> torch.Tensor:
         """Return the update for the tokens.
@@ -59,12 +84,5 @@ class MVAdapter(nn.Module):
         Returns:
             ``(B * V, T, D)`` update, to be added to the tokens it should change.
         """
-        if self.ray_dim:
-            if rays is None:
-                raise ValueError('this adapter is conditioned on rays; none were given')
-            tokens = torch.cat((tokens, rays.to(tokens.dtype)), dim=-1)
         n, t, _ = tokens.shape
-        h = self.proj_in(tokens).reshape(n // num_views, num_views * t, -1)
-        h = h + self.attn(self.norm1(h))
-        h = h + self.mlp(self.norm2(h))
-        return self.proj_out(h).reshape(n, t, -1)
+        return self.proj_out(self.hidden(tokens, num_views, rays)).reshape(n, t, -1)

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+ADAPTER_MODES = ('residual', 'side')
+
 
 @dataclass
 class MVFMConfig:
@@ -20,6 +22,12 @@ class MVFMConfig:
         backbone_kwargs: extra keyword arguments for ``timm.create_model`` (tiny test models).
         adapter_blocks: indices of the blocks followed by an adapter (None: every block); a
             repeated index stacks adapters after that block (``[5, 5]``).
+        adapter_mode: ``residual`` (the paper: each adapter's update goes back into the frozen
+            trunk before the next block) or ``side`` (the trunk runs untouched; the adapters
+            form a side network that reads the trunk's tokens after their blocks, chains its
+            hidden tokens from adapter to adapter, and adds its updates to the last block's
+            output). A side network leaves every block per-frame, so a sliding window caches
+            the whole trunk and runs only the adapters.
         adapter_dim: width inside the adapters (None: the backbone width).
         adapter_heads: attention heads in each adapter.
         adapter_mlp_ratio: MLP expansion inside each adapter.
@@ -37,6 +45,7 @@ class MVFMConfig:
     img_size: int | None = None
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     adapter_blocks: tuple[int, ...] | None = None
+    adapter_mode: str = 'residual'
     adapter_dim: int | None = None
     adapter_heads: int = 8
     adapter_mlp_ratio: float = 4.0
@@ -57,6 +66,8 @@ class MVFMConfig:
         self.backbone_kwargs = dict(self.backbone_kwargs)
         if min(self.ray_dim, self.lora_rank, self.normal_head) < 0 or self.adapter_heads <= 0:
             raise ValueError(f'invalid adapter options in {self}')
+        if self.adapter_mode not in ADAPTER_MODES:
+            raise ValueError(f"adapter_mode '{self.adapter_mode}' is not one of {ADAPTER_MODES}")
 
     @classmethod
     def option_names(cls) -> set[str]:

@@ -169,27 +169,43 @@ class MultiViewModel(nn.Module):
         rays = plucker_rays(intrinsics.float(), poses, height, width)  # (B, V, 6, H, W)
         return self.ray_embed(rays.flatten(0, 1))
 
+    @property
+    def _joined_start(self) -> int:
+        """Index of the first token that joins the adapters' attention (registers optional)."""
+        return self.trunk.num_prefix_tokens - (
+            self.trunk.num_register_tokens if self.config.include_registers else 0)
+
+    def _pad_rays(self, rays: torch.Tensor | None) -> torch.Tensor | None:
+        """Give the register tokens among the joined ones a zero ray embedding."""
+        extra = self.trunk.num_prefix_tokens - self._joined_start
+        if rays is None or not extra:
+            return rays
+        return torch.cat((rays.new_zeros(rays.shape[0], extra, rays.shape[2]), rays), dim=1)
+
+    def _add_update(self, state: TokenState, update: torch.Tensor) -> TokenState:
+        """Add an adapter update ``(N, joined tokens, D)`` to the patch tokens of a state."""
+        tokens, prefix = state.tokens, self.trunk.num_prefix_tokens
+        patches = tokens[:, prefix:] + update[:, prefix - self._joined_start:]
+        return TokenState(torch.cat((tokens[:, :prefix], patches), dim=1), state.grid,
+                          state.extra)
+
     def _adapt(self, adapter: MVAdapter, state: TokenState, num_views: int,
                rays: torch.Tensor | None) -> TokenState:
-        tokens = state.tokens
-        start = self.trunk.num_prefix_tokens - (
-            self.trunk.num_register_tokens if self.config.include_registers else 0)
-        joined = tokens[:, start:]
-        if rays is not None and start < self.trunk.num_prefix_tokens:
-            # Register tokens have no ray: they get a zero ray embedding.
-            pad = rays.new_zeros(rays.shape[0], self.trunk.num_prefix_tokens - start,
-                                 rays.shape[2])
-            rays = torch.cat((pad, rays), dim=1)
-        update = adapter(joined, num_views, rays)
-        patch_start = self.trunk.num_prefix_tokens - start
-        patches = tokens[:, self.trunk.num_prefix_tokens:] + update[:, patch_start:]
-        tokens = torch.cat((tokens[:, :self.trunk.num_prefix_tokens], patches), dim=1)
-        return TokenState(tokens, state.grid, state.extra)
+        update = adapter(state.tokens[:, self._joined_start:], num_views, self._pad_rays(rays))
+        return self._add_update(state, update)
+
+    @property
+    def is_side(self) -> bool:
+        """True when the adapters form a side network (``adapter_mode: side``)."""
+        return self.config.adapter_mode == 'side'
 
     @property
     def first_adapter_block(self) -> int:
-        """Index of the first block followed by an adapter; blocks before it are per-frame."""
-        return self.adapter_blocks[0]
+        """Last block of the per-frame part: blocks up to it see one frame at a time.
+
+        The block before the first residual adapter; the last block for a side network.
+        """
+        return self.trunk.depth - 1 if self.is_side else self.adapter_blocks[0]
 
     def frame_tokens(self, images: torch.Tensor) -> TokenState:
         """Run the per-frame part of the forward pass: embedding and blocks up to the 1st adapter.
@@ -202,11 +218,34 @@ class MultiViewModel(nn.Module):
 
         Returns:
             Token state of N frames; concatenate states along the batch with :func:`join_states`.
+            For a side network its tokens are ``(N, L + 1, P + h * w, C)``: the tokens after
+            each of the L distinct adapted blocks, then the last block's output.
         """
         state = self.trunk.embed(self.trunk.normalize(images))
+        taps = []
         for index in range(self.first_adapter_block + 1):
             state = self.trunk.block(index, state)
+            if self.is_side and index in self._adapters_after:
+                taps.append(state.tokens)
+        if self.is_side:
+            return TokenState(torch.stack((*taps, state.tokens), dim=1), state.grid,
+                              state.extra)
         return state
+
+    def _side_network(self, state: TokenState, num_views: int,
+                      rays: torch.Tensor | None) -> TokenState:
+        """Run the side network on cached trunk levels; returns the adapted last-block state."""
+        levels = state.tokens
+        last = TokenState(levels[:, -1], state.grid, state.extra)
+        hidden, update = None, 0
+        for level, block in enumerate(sorted(self._adapters_after)):
+            joined = levels[:, level, self._joined_start:]
+            for k in self._adapters_after[block]:
+                adapter = self.adapters[k]
+                hidden = adapter.hidden(joined, num_views, self._pad_rays(rays) if k == 0
+                                        else None, hidden)
+                update = update + adapter.proj_out(hidden)
+        return self._add_update(last, update.reshape(joined.shape[0], joined.shape[1], -1))
 
     def window_features(self, state: TokenState, intrinsics: torch.Tensor,
                         cam_to_world: torch.Tensor, reference_view: int = 0) -> torch.Tensor:
@@ -230,6 +269,9 @@ class MultiViewModel(nn.Module):
         if self.ray_embed is not None:
             height, width = (g * self.patch_size for g in state.grid)
             rays = self.ray_tokens(intrinsics, cam_to_world, height, width, reference_view)
+        if self.is_side:
+            feats = self.trunk.finish(self._side_network(state, v, rays))
+            return feats.reshape(b, v, *feats.shape[1:])
         # The adapters after block first_adapter_block (frame_tokens ran it); the first one of
         # all takes the rays.
         for k in self._adapters_after[self.first_adapter_block]:
