@@ -149,7 +149,7 @@ def test_side_network_caches_the_whole_trunk_per_frame(generator: torch.Generato
         assert not torch.allclose(out, model.base_features(images), atol=1e-3)
         # Every block is per-frame: cached frames of the two distinct tapped blocks and the
         # last block's output, joined later, give the full forward pass.
-        assert model.first_adapter_block == model.trunk.depth - 1
+        assert model.last_frame_block == model.trunk.depth - 1
         states = [model.frame_tokens(images[0, i:i + 1]) for i in range(V)]
         assert states[0].tokens.shape[:2] == (1, 3)
         streamed = model.window_features(join_states(states), k, poses)

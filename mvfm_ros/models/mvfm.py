@@ -200,10 +200,10 @@ class MultiViewModel(nn.Module):
         return self.config.adapter_mode == 'side'
 
     @property
-    def first_adapter_block(self) -> int:
+    def last_frame_block(self) -> int:
         """Last block of the per-frame part: blocks up to it see one frame at a time.
 
-        The block before the first residual adapter; the last block for a side network.
+        The block the first residual adapter follows; the last block for a side network.
         """
         return self.trunk.depth - 1 if self.is_side else self.adapter_blocks[0]
 
@@ -223,7 +223,7 @@ class MultiViewModel(nn.Module):
         """
         state = self.trunk.embed(self.trunk.normalize(images))
         taps = []
-        for index in range(self.first_adapter_block + 1):
+        for index in range(self.last_frame_block + 1):
             state = self.trunk.block(index, state)
             if self.is_side and index in self._adapters_after:
                 taps.append(state.tokens)
@@ -272,11 +272,11 @@ class MultiViewModel(nn.Module):
         if self.is_side:
             feats = self.trunk.finish(self._side_network(state, v, rays))
             return feats.reshape(b, v, *feats.shape[1:])
-        # The adapters after block first_adapter_block (frame_tokens ran it); the first one of
+        # The adapters after block last_frame_block (frame_tokens ran it); the first one of
         # all takes the rays.
-        for k in self._adapters_after[self.first_adapter_block]:
+        for k in self._adapters_after[self.last_frame_block]:
             state = self._adapt(self.adapters[k], state, v, rays if k == 0 else None)
-        for index in range(self.first_adapter_block + 1, self.trunk.depth):
+        for index in range(self.last_frame_block + 1, self.trunk.depth):
             state = self.trunk.block(index, state)
             for k in self._adapters_after.get(index, ()):
                 state = self._adapt(self.adapters[k], state, v, None)

@@ -152,7 +152,7 @@ class Pipeline:
         for result in results:
             result.latency = done - result.frame.received
             result.inference = done - start
-            self.stats.record(result.latency, done - start)
+            self.stats.record(result.latency, result.inference)
         self.stats.count('windows_processed')
         return results
 
