@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 from conftest import TINY_ADAPTER
 from mcap.reader import make_reader
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from mvfm_ros import build_model
 from mvfm_ros.demo.make_bag import BASE_TO_OPTICAL, write_demo_bag
 from mvfm_ros.geometry.interpolation import matrix_to_quat, pose_matrix
 from mvfm_ros.pipeline import Engine, PipelineConfig
+from mvfm_ros.pipeline.outputs import OUTPUTS
 from mvfm_ros.pipeline.poses import PoseLookupError
 from mvfm_ros.ros.bag import BagError, BagOptions, main, process_bag
 from mvfm_ros.ros.tf_tree import TransformTree
@@ -60,16 +62,35 @@ def engine():
 
 
 def read_mcap(folder):
-    """Messages of an MCAP bag via the mcap library (not rosbags), CDR decoded by rosbags."""
+    """Messages of an MCAP bag via the mcap library (not rosbags), CDR decoded by rosbags.
+
+    Types the Jazzy store lacks (the package's window message) are registered from the
+    definitions embedded in the bag's schemas, as Foxglove or ros2 bag would read them.
+    """
     store = get_typestore(Stores.ROS2_JAZZY)
     files = list(folder.glob('*.mcap'))
     assert len(files) == 1
     out = {}
     with open(files[0], 'rb') as handle:
         for schema, channel, message in make_reader(handle).iter_messages():
+            if schema.name not in store.types:
+                store.register(embedded_types(schema.name, schema.data.decode()))
             msg = store.deserialize_cdr(message.data, schema.name)
             out.setdefault(channel.topic, []).append((message.log_time, msg))
     return out
+
+
+def embedded_types(name: str, text: str) -> dict:
+    """Types of a ros2msg schema: the main definition, then ``MSG: pkg/Type`` sections."""
+    sections = re.split(r'^=+\n', text, flags=re.M)
+    found = dict(get_types_from_msg(sections[0], name))
+    for section in sections[1:]:
+        header, _, body = section.partition('\n')
+        sub = header.removeprefix('MSG: ').strip()
+        if '/msg/' not in sub:
+            sub = sub.replace('/', '/msg/')
+        found.update(get_types_from_msg(body, sub))
+    return found
 
 
 CONFIG = dict(min_translation=0.0, min_rotation_deg=0.0, max_interval=0.0, window_size=3)
@@ -80,15 +101,16 @@ def test_bag_processor_writes_the_node_topics(small_bag, engine, tmp_path, pose_
     options = BagOptions(pose_source=pose_source, include_inputs=pose_source == 'topic',
                          pipeline=PipelineConfig(**CONFIG))
     report = process_bag(small_bag, tmp_path / 'out', options, engine=engine, progress=False)
-    assert report.images == 6 and report.results == 5 and not report.skipped
+    assert report.images == 6 and report.results == 6 and not report.skipped
     bag = read_mcap(tmp_path / 'out')
     inputs = {t[0] for t in read_mcap(small_bag)['/camera/image']}
-    for topic in ('features', 'features/camera_info', 'features/pca', 'normals',
-                  'normals/color', 'segmentation', 'segmentation/color'):
-        assert len(bag[f'/mvfm/{topic}']) == 5, topic
+    # Every output of the node's table, for every keyframe (the first one included).
+    assert {t for t in bag if t.startswith('/mvfm/')} == {f'/mvfm/{o.topic}' for o in OUTPUTS}
+    for output in OUTPUTS:
+        assert len(bag[f'/mvfm/{output.topic}']) == 6, output.topic
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
               for _, m in bag['/mvfm/features']]
-    assert set(stamps) < inputs and all(m.header.frame_id == 'camera_optical'
+    assert set(stamps) == inputs and all(m.header.frame_id == 'camera_optical'
                                         for _, m in bag['/mvfm/features'])
     feats = bag['/mvfm/features'][0][1]
     assert (feats.encoding, feats.height, feats.width) == ('32FC32', 4, 6)
@@ -96,6 +118,25 @@ def test_bag_processor_writes_the_node_topics(small_bag, engine, tmp_path, pose_
     assert (info.height, info.width) == (4, 6) and info.k[0] > 0
     assert ('/camera/image' in bag) == (pose_source == 'topic')  # inputs copied on request
     assert not (tmp_path / 'out.partial').exists()
+    # The window message: its views as computed together, the new one equal to the
+    # per-keyframe topics of the same stamp.
+    windows = [m for _, m in bag['/mvfm/window']]
+    assert [len(w.views) for w in windows] == [1, 2, 3, 3, 3, 3]
+    assert [w.window_id for w in windows] == list(range(6))
+    per_keyframe = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec: m
+                    for _, m in bag['/mvfm/features']}
+    for window in windows:
+        assert window.header.frame_id == 'map' and window.new_view == len(window.views) - 1
+        new = window.views[window.new_view]
+        assert new.header.stamp == window.header.stamp
+        stamp = new.header.stamp.sec * 10**9 + new.header.stamp.nanosec
+        assert np.array_equal(new.features.data, per_keyframe[stamp].data)
+        assert np.allclose(new.feature_info.k, info.k)
+        assert window.backbone == 'vit_small_patch16_224' and len(window.backbone_sha256) == 64
+        assert window.pose_conditioning == 'paper'
+    # Keyframe ids follow the views through consecutive windows.
+    assert [v.keyframe_id for v in windows[3].views] == [1, 2, 3]
+    assert [v.keyframe_id for v in windows[4].views] == [2, 3, 4]
 
 
 def test_tf_and_topic_poses_agree(small_bag, engine, tmp_path) -> None:
@@ -105,7 +146,7 @@ def test_tf_and_topic_poses_agree(small_bag, engine, tmp_path) -> None:
         process_bag(small_bag, tmp_path / source, options, engine=engine, progress=False)
         results[source] = [np.frombuffer(m.data, dtype='<f4')
                            for _, m in read_mcap(tmp_path / source)['/mvfm/features']]
-    assert len(results['tf']) == len(results['topic']) == 5
+    assert len(results['tf']) == len(results['topic']) == 6
     for a, b in zip(results['tf'], results['topic']):
         assert np.allclose(a, b, atol=1e-4)
 

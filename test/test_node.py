@@ -23,6 +23,8 @@ from mvfm_ros.data.correspondence import sample_correspondences  # noqa: E402
 from mvfm_ros.geometry.camera import scale_intrinsics  # noqa: E402
 from mvfm_ros.geometry.sampling import sample_features, to_unit  # noqa: E402
 from mvfm_ros.pipeline import demo_model_path  # noqa: E402
+from mvfm_ros.pipeline.outputs import OUTPUTS  # noqa: E402
+from mvfm_ros.ros.messages import rclpy_factory  # noqa: E402
 
 rclpy = pytest.importorskip('rclpy')
 from mvfm_ros.ros.node import PerceptionNode  # noqa: E402
@@ -94,25 +96,26 @@ def test_node_publishes_consistent_outputs_for_each_keyframe(ros_context, sequen
     sample, images = sequence
     harness = start(make_node())
     try:
-        topics = {name: harness.subscribe(CameraInfo if name.endswith('camera_info') else Image,
-                                          f'/mvfm/{name}')
-                  for name in ('features', 'features/camera_info', 'features/pca', 'normals',
-                               'normals/color', 'segmentation', 'segmentation/color')}
+        types = rclpy_factory().types
+        topics = {o.topic: harness.subscribe(types[o.msgtype], f'/mvfm/{o.topic}')
+                  for o in OUTPUTS}
+        # The node publishes exactly the outputs of the table.
+        assert set(harness.node.output_pubs) == {f'mvfm/{o.topic}' for o in OUTPUTS}
         player = Player(harness)
         sent = []
         for i in range(len(images)):
             sent.append(player.send(images[i], sample.intrinsics[i].numpy(),
                                     sample.cam_to_world[i].double().numpy(), (50 + i) * STEP_NS))
-            # The second frame onwards yields a window; wait for it before sending on, so no
-            # keyframe is dropped in this test (overload is tested separately).
-            if i:
-                assert wait_for(lambda i=i: len(topics['features']) >= i, 30), f'no output for {i}'
-        assert wait_for(lambda: all(len(v) >= 5 for v in topics.values()), 30)
+            # Every keyframe yields a window, the first one included; wait for it before sending
+            # on, so no keyframe is dropped in this test (overload is tested separately).
+            assert wait_for(lambda i=i: len(topics['features']) > i, 30), f'no output for {i}'
+        assert wait_for(lambda: all(len(v) >= 6 for v in topics.values()), 30)
         feats = topics['features']
-        # One output per keyframe after the first, stamped and framed like its source image.
+        # One output per keyframe, stamped and framed like its source image.
         assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in feats] == [
-            (m.header.stamp.sec, m.header.stamp.nanosec) for m in sent[1:]]
-        assert all(m.header.frame_id == 'camera_optical' for v in topics.values() for m in v)
+            (m.header.stamp.sec, m.header.stamp.nanosec) for m in sent]
+        assert all(m.header.frame_id == 'camera_optical' for t, v in topics.items()
+                   if t != 'window' for m in v)
         model_dim = harness.node.engine.model.feature_dim
         h, w = SIZE[0] // 8, SIZE[1] // 8
         assert {(m.encoding, m.height, m.width) for m in feats} == {
@@ -122,7 +125,7 @@ def test_node_publishes_consistent_outputs_for_each_keyframe(ros_context, sequen
         assert {m.encoding for m in topics['normals']} == {'32FC3'}
         assert {m.encoding for m in topics['segmentation']} == {'mono8'}
         assert {m.encoding for m in topics['segmentation/color']} == {'rgb8'}
-        info = topics['features/camera_info'][0]
+        info = topics['features/camera_info'][1]
         expected = scale_intrinsics(sample.intrinsics[1].double(), w / SIZE[1], h / SIZE[0])
         assert (info.height, info.width) == (h, w)
         assert np.allclose(np.array(info.k).reshape(3, 3), expected.numpy(), atol=1e-6)
@@ -150,12 +153,60 @@ def test_node_publishes_consistent_outputs_for_each_keyframe(ros_context, sequen
 
         assert agreement(*mv) > agreement(base[0], base[1])
 
+        check_windows(topics['window'], feats, sample, harness.node.values['window_size'])
+
         # Diagnostics carry the node's overhead (conversion, queueing, publishing) per window.
         values = {kv.key: kv.value for kv in harness.node.diagnostics().values}
         assert 0 < float(values['overhead_p50_s']) <= float(values['latency_max_s'])
         assert float(values['overhead_fraction']) > 0
     finally:
         harness.close()
+
+
+def check_windows(windows, feats, sample, window_size) -> None:
+    """Check the window messages against the per-keyframe topics and the ground truth.
+
+    Views computed together, the new one equal to its per-keyframe features, poses and
+    feature-grid intrinsics that put known 3D points where they are seen.
+    """
+    from mvfm_ros.geometry.interpolation import pose_matrix
+    from mvfm_ros.geometry.projection import project_points, unproject_depth
+
+    assert [w.window_id for w in windows] == list(range(len(feats)))
+    assert [len(w.views) for w in windows] == [min(i + 1, window_size)
+                                               for i in range(len(windows))]
+    per_keyframe = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in feats}
+    for window in windows:
+        assert window.header.frame_id == 'map' and window.new_view == len(window.views) - 1
+        new = window.views[window.new_view]
+        key = (new.header.stamp.sec, new.header.stamp.nanosec)
+        assert key == (window.header.stamp.sec, window.header.stamp.nanosec)
+        assert bytes(new.features.data) == bytes(per_keyframe[key].data)
+        assert window.backbone and len(window.backbone_sha256) == 64
+        assert window.checkpoint_sha256 and window.pose_conditioning == 'paper'
+    # Reproject: points seen in the first view, through each view's pose and feature-grid K,
+    # land where the ground truth puts them (in feature-grid pixels).
+    last = windows[-1]
+    stamps = {round(t * 1e9): i for i, t in enumerate(
+        [(50 + i) * STEP_NS / 1e9 for i in range(len(sample.images))])}
+    first = stamps[last.views[0].header.stamp.sec * 10**9 + last.views[0].header.stamp.nanosec]
+    depth = sample.depth[first][None]
+    points = unproject_depth(depth, sample.intrinsics[first][None],
+                             sample.cam_to_world[first][None])[0].reshape(-1, 3)
+    points = points[torch.isfinite(points).all(-1)][::97].double()
+    for view in last.views:
+        index = stamps[view.header.stamp.sec * 10**9 + view.header.stamp.nanosec]
+        p, q = view.pose.position, view.pose.orientation
+        pose = torch.from_numpy(pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w]))
+        assert torch.allclose(pose, sample.cam_to_world[index].double(), atol=1e-5)
+        k = torch.tensor(view.feature_info.k).reshape(3, 3)
+        got, _ = project_points(points, k, pose)
+        h, w = view.features.height, view.features.width
+        # Ground truth in image pixels, to grid pixels with the pixel-centre rule.
+        seen, _ = project_points(points, sample.intrinsics[index].double(),
+                                 sample.cam_to_world[index].double())
+        want = (seen + 0.5) * torch.tensor([w / SIZE[1], h / SIZE[0]]).double() - 0.5
+        assert torch.allclose(got, want, atol=1e-3)
 
 
 def test_bad_inputs_are_logged_counted_and_survived(ros_context, sequence) -> None:
@@ -246,8 +297,7 @@ def test_overload_drops_oldest_and_latency_stays_bounded(ros_context, sequence) 
         snap = node.pipeline.stats.snapshot()
         assert snap['frames_dropped'] > 0
         assert snap['keyframes'] == count
-        assert snap['windows_processed'] + snap['frames_dropped'] == count - 1 or \
-            snap['windows_processed'] + snap['frames_dropped'] == count
+        assert snap['windows_processed'] + snap['frames_dropped'] == count
         # Bounded: a processed frame waited at most for the window in progress and the queue.
         bound = (node.pipeline.config.queue_size + 2) * snap['inference_max_s'] + 0.5
         assert snap['latency_max_s'] <= bound, (snap, bound)
@@ -272,7 +322,7 @@ def test_lifecycle_activate_deactivate_activate(ros_context, sequence) -> None:
 
         send(0, 1 * STEP_NS)
         send(1, 2 * STEP_NS)
-        assert wait_for(lambda: len(feats) == 1, 30)
+        assert wait_for(lambda: len(feats) == 2, 30)
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert not node.engine._cache and next(node.engine.model.parameters()).device.type == 'cpu'
         assert wait_for(lambda: player.image.get_subscription_count() == 0, 10)
@@ -281,7 +331,7 @@ def test_lifecycle_activate_deactivate_activate(ros_context, sequence) -> None:
         assert wait_for(lambda: player.image.get_subscription_count() > 0, 10)
         send(3, 4 * STEP_NS)
         send(4, 5 * STEP_NS)
-        assert wait_for(lambda: len(feats) == 2, 30)
+        assert wait_for(lambda: len(feats) == 4, 30)
         assert (feats[-1].header.stamp.sec, feats[-1].header.stamp.nanosec) == divmod(
             5 * STEP_NS, 1_000_000_000)
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
@@ -412,7 +462,7 @@ def test_a_two_camera_rig_shares_windows_and_namespaces_outputs(ros_context, seq
             pubs[cam][2].publish(pose)
             pubs[cam][0].publish(img)
             assert wait_for(lambda i=i: node.pipeline.stats.counts['keyframes'] > i, 10)
-        assert wait_for(lambda: len(outs['left']) + len(outs['right']) == 3, 30)
+        assert wait_for(lambda: len(outs['left']) + len(outs['right']) == 4, 30)
         assert {m.header.frame_id for m in outs['left']} == {'left_optical'}
         assert {m.header.frame_id for m in outs['right']} == {'right_optical'}
         assert len(node.pipeline.window) == 4  # both cameras' views in one window

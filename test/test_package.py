@@ -18,11 +18,22 @@ def test_package_xml_declares_the_runtime_dependencies() -> None:
     root = ET.parse(ROOT / 'package.xml').getroot()
     assert root.get('format') == '3'
     assert root.findtext('name') == 'mvfm_ros'
-    assert root.find('export/build_type').text == 'ament_python'
+    assert root.find('export/build_type').text == 'ament_cmake'  # msg/ needs rosidl
+    assert root.findtext('member_of_group') == 'rosidl_interface_packages'
+    tools = {e.text for e in root.findall('buildtool_depend')}
+    assert {'ament_cmake', 'rosidl_default_generators'} <= tools
     deps = {e.text for e in root.findall('exec_depend')}
     for dep in ('rclpy', 'sensor_msgs', 'geometry_msgs', 'nav_msgs', 'std_msgs',
-                'diagnostic_msgs', 'tf2_ros', 'launch_ros', 'python3-numpy', 'python3-yaml'):
+                'diagnostic_msgs', 'tf2_ros', 'launch_ros', 'python3-numpy', 'python3-yaml',
+                'rosidl_default_runtime'):
         assert dep in deps, dep
+
+
+def test_cmake_installs_the_console_scripts_of_setup_py() -> None:
+    """``ros2 run mvfm_ros NAME`` (colcon) and the pip console scripts are the same list."""
+    setup = re.findall(r"'([\w-]+) = ([\w.]+):(\w+)'", (ROOT / 'setup.py').read_text())
+    cmake = re.findall(r'"([\w-]+)=([\w.]+):(\w+)"', (ROOT / 'CMakeLists.txt').read_text())
+    assert setup and sorted(setup) == sorted(cmake)
 
 
 def test_versions_agree() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mvfm_ros.pipeline import outputs
 from mvfm_ros.ros.params import all_parameters, markdown_table
 
 ROOT = Path(__file__).parents[1]
@@ -25,6 +26,10 @@ def load_checker():
 
 def test_readme_parameter_table_is_the_code_table() -> None:
     assert markdown_table() in (ROOT / 'README.md').read_text()
+
+
+def test_readme_output_table_is_the_code_table() -> None:
+    assert outputs.markdown_table() in (ROOT / 'README.md').read_text()
 
 
 def test_every_readme_command_matches_the_code() -> None:

@@ -34,7 +34,7 @@ from mvfm_ros.models.factory import build_model, load_model
 from mvfm_ros.models.trunk import join_states
 from mvfm_ros.pipeline.engine import Engine, demo_model_path, resolve_device
 from mvfm_ros.pipeline.frame import Frame
-from mvfm_ros.ros.conversions import float_encoding, image_fields
+from mvfm_ros.ros.messages import rosbags_factory, rosbags_typestore
 
 DEMO = 'demo'
 
@@ -156,15 +156,11 @@ def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> di
         engine._cache.pop(newest.uid, None)
         return engine.run(frames, outputs=[len(frames) - 1])
 
-    def step():
-        for r in outputs():  # what the node serialises into messages
-            image_fields(r.features, float_encoding(r.features.shape[-1]))
-            image_fields(r.pca, 'rgb8')
-            image_fields(r.segments, 'mono8')
-            image_fields(r.segments_color, 'rgb8')
-            if r.normals is not None:
-                image_fields(r.normals, '32FC3')
-                image_fields(r.normals_color, 'rgb8')
+    build = rosbags_factory(rosbags_typestore())
+
+    def step():  # the window plus every output message the node builds from it
+        for _ in build.outputs(outputs(), engine.identity, 'map'):
+            pass
 
     def model_only():
         engine._cache.pop(newest.uid, None)

@@ -18,7 +18,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
 from mvfm_ros.geometry.interpolation import invert_pose, matrix_to_quat
-from mvfm_ros.ros.bag_messages import camera_info_msg, header_msg, image_msg
+from mvfm_ros.ros.messages import rosbags_factory
 
 # base_link (x forward, y left, z up) -> camera optical frame (x right, y down, z forward),
 # camera 0.2 m ahead and 1 m above base_link; the robot's height comes from the trajectory.
@@ -36,10 +36,9 @@ def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (144,
         0, frames, 'orbit', speed=speed)
     store = get_typestore(Stores.ROS2_JAZZY)
     t = store.types
+    build = rosbags_factory(store)
+    header = build.header
     start_ns = 1_700_000_000 * 1_000_000_000
-
-    def header(ns: int, frame: str):
-        return header_msg(t, ns, frame)
 
     def transform(ns: int, parent: str, child: str, pose: np.ndarray):
         q = matrix_to_quat(pose[:3, :3])
@@ -50,7 +49,7 @@ def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (144,
                 rotation=t['geometry_msgs/msg/Quaternion'](*map(float, q))))
 
     def image(ns: int, array: np.ndarray, encoding: str):
-        return image_msg(t, header(ns, 'camera_optical'), array, encoding)
+        return build.image(header(ns, 'camera_optical'), array, encoding)
 
     with Writer(output, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {topic: writer.add_connection(topic, kind, typestore=store) for topic, kind in (
@@ -73,13 +72,10 @@ def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (144,
             base = optical @ invert_pose(BASE_TO_OPTICAL)
             write('/tf', ns, t['tf2_msgs/msg/TFMessage'](
                 transforms=[transform(ns, 'map', 'base_link', base)]))
-            q = matrix_to_quat(optical[:3, :3])
             write('/pose', ns, t['geometry_msgs/msg/PoseStamped'](
-                header=header(ns, 'map'), pose=t['geometry_msgs/msg/Pose'](
-                    position=t['geometry_msgs/msg/Point'](*map(float, optical[:3, 3])),
-                    orientation=t['geometry_msgs/msg/Quaternion'](*map(float, q)))))
+                header=header(ns, 'map'), pose=build.pose(optical)))
             write('/camera/camera_info', ns,
-                  camera_info_msg(t, header(ns, 'camera_optical'), k, *size))
+                  build.camera_info(header(ns, 'camera_optical'), k, *size))
             rgb = (sample.images[i].permute(1, 2, 0) * 255 + 0.5).byte().numpy()
             write('/camera/image', ns, image(ns, rgb, 'rgb8'))
             depth_mm = (sample.depth[i].numpy() * 1000 + 0.5).clip(0, 65535).astype(np.uint16)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from mvfm_ros.geometry.sampling import to_pixels, to_unit
 from mvfm_ros.pipeline import Engine, PipelineConfig
 from mvfm_ros.pipeline.frame import Frame
 from mvfm_ros.pipeline.pipeline import percentiles
-from mvfm_ros.ros.conversions import camera_info_matrix
+from mvfm_ros.ros.conversions import camera_info_matrix, stamp_to_ns
 from mvfm_ros.viz.colors import pca_colors
 from mvfm_ros.viz.figures import plot_matches, plot_window
 
@@ -34,29 +33,36 @@ def _chw(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(array, dtype=np.float32)).permute(2, 0, 1)
 
 
-def contact_sheets(session, keys: list[int], window_size: int, folder: Path) -> int:
-    """One sheet per output: the window of the last ``window_size`` outputs, joint PCA."""
+def contact_sheets(session, folder: Path) -> int:
+    """Write one sheet per window the node published on ``mvfm/window``.
+
+    Each shows the window's views as the model saw them, with one PCA over the window's
+    features; normals and segments of each view are the ones published when it was new.
+    """
     out = session.outputs
-    for i, key in enumerate(keys):
-        window = keys[max(0, i - window_size + 1):i + 1]
-        feats = torch.stack([_chw(_array(out['features'][k])) for k in window])
-        images = torch.stack([_chw(session.images[k]) / 255.0 for k in window])
+    for i, key in enumerate(sorted(out['window'])):
+        msg = out['window'][key]
+        stamps = [stamp_to_ns(v.header.stamp) for v in msg.views]
+        if not all(k in session.images for k in stamps):
+            continue
+        feats = torch.stack([_chw(_array(v.features)) for v in msg.views])
+        images = torch.stack([_chw(session.images[k]) / 255.0 for k in stamps])
         size = tuple(images.shape[-2:])
 
         def upsample(stack: torch.Tensor, size: tuple[int, int] = size) -> torch.Tensor:
             return torch.nn.functional.interpolate(stack, size=size, mode='nearest')
 
         panels = {'feature PCA (joint)': upsample(pca_colors(feats))}
-        if all(k in out['normals/color'] for k in window):
-            panels['normals'] = upsample(torch.stack(
-                [_chw(_array(out['normals/color'][k])) / 255.0 for k in window]))
-        if all(k in out['segmentation/color'] for k in window):
-            panels['segmentation'] = upsample(torch.stack(
-                [_chw(_array(out['segmentation/color'][k])) / 255.0 for k in window]))
-        stamp = f'{key / 1e9:.2f}'
+        for name, topic in (('normals', 'normals/color'), ('segments', 'segmentation/color')):
+            if all(k in out[topic] for k in stamps):
+                panels[f'{name} (when new)'] = upsample(torch.stack(
+                    [_chw(_array(out[topic][k])) / 255.0 for k in stamps]))
+        labels = [f'view {j}{" (new)" if j == msg.new_view else ""}\n{k / 1e9 % 1000:.2f} s'
+                  for j, k in enumerate(stamps)]
         plot_window(images, panels, folder / f'window_{i:03d}.png',
-                    f'window ending at stamp {stamp} s ({len(window)} views)')
-    return len(keys)
+                    f'window {msg.window_id} ({len(stamps)} views, features computed together)',
+                    row_labels=labels)
+    return len(out['window'])
 
 
 def correspondences(session, depth: dict[int, np.ndarray], keys: list[int],
@@ -112,15 +118,10 @@ def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, s
                  folder: Path, images: int, elapsed: float, exit_code: int) -> dict:
     """Write pictures and summary.json; returns the summary."""
     keys = sorted(session.outputs['features'])
-    window_size = 4
-    log = Path(session.log.name).read_text() if Path(session.log.name).exists() else ''
-    match = re.search(r'window (\d+)', log)
-    if match:
-        window_size = int(match.group(1))
-    sheets = contact_sheets(session, keys, window_size, folder)
+    sheets = contact_sheets(session, folder)
     scores = correspondences(session, depth, keys, folder)
     latency = [session.arrival[k] - session.sent[k] for k in keys if k in session.sent]
-    model = re.search(r'model: (.*?);', log)
+    windows = list(session.outputs['window'].values())
     summary = {
         'images_played': images,
         'keyframes': int(diagnostics.get('keyframes', 0)),
@@ -133,7 +134,9 @@ def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, s
         'matches_within_8px': {k: v['within_8px'] for k, v in scores.items()},
         'location_error': {k: v['loc_err'] for k, v in scores.items()},
         'contact_sheets': sheets,
-        'model': model.group(1) if model else None,
+        'model': ({k: getattr(windows[-1], k) for k in ('backbone', 'backbone_sha256',
+                                                         'checkpoint_sha256', 'pose_conditioning')}
+                  if windows else None),
         'elapsed_s': elapsed,
         'node_exit_code': exit_code,
         'diagnostics': diagnostics,

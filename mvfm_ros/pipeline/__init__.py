@@ -2,7 +2,7 @@
 
 from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.engine import Engine, demo_model_path
-from mvfm_ros.pipeline.frame import Frame, FrameError, ViewResult
+from mvfm_ros.pipeline.frame import PROBLEMS, Frame, FrameError, ViewResult, WindowResult
 from mvfm_ros.pipeline.pipeline import Pipeline, PipelineStats
 from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
 from mvfm_ros.pipeline.worker import AsyncPipeline
@@ -14,9 +14,11 @@ __all__ = [
     'FrameError',
     'Pipeline',
     'PipelineConfig',
+    'PROBLEMS',
     'PipelineStats',
     'PoseBuffer',
     'PoseLookupError',
     'ViewResult',
+    'WindowResult',
     'demo_model_path',
 ]

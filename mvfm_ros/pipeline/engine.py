@@ -10,6 +10,7 @@ embedding is cached; placing adapters only in the last blocks makes streaming ch
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass
 from importlib import resources
@@ -22,12 +23,13 @@ import torch.nn.functional as F
 from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.projection import project_points
 from mvfm_ros.geometry.sampling import to_unit
+from mvfm_ros.models.checkpoint import backbone_fingerprint
 from mvfm_ros.models.factory import build_model, load_model
 from mvfm_ros.models.heads.segmentation import prompted_segment, spherical_kmeans
 from mvfm_ros.models.mvfm import MultiViewModel
 from mvfm_ros.models.trunk import TokenState, join_states
 from mvfm_ros.pipeline.config import PipelineConfig
-from mvfm_ros.pipeline.frame import Frame, ViewResult
+from mvfm_ros.pipeline.frame import Frame, ViewResult, WindowResult
 from mvfm_ros.viz.colors import normal_colors, pca_colors, segment_colors, to_uint8
 
 LOG = logging.getLogger('mvfm_ros.pipeline')
@@ -48,6 +50,23 @@ def resolve_device(requested: str) -> torch.device:
         raise RuntimeError(f"device '{requested}' was requested but CUDA is not available "
                            "(no GPU or a CPU-only PyTorch); set device to 'cpu' or 'auto'")
     return torch.device(requested)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_identity(model: MultiViewModel, checkpoint: str | Path | None) -> dict[str, str]:
+    """Return what tells a consumer which model made the features (window message fields)."""
+    return {'backbone': model.config.backbone,
+            'backbone_sha256': backbone_fingerprint(model.backbone_state_dict()),
+            'checkpoint_sha256': file_sha256(checkpoint) if checkpoint else '',
+            'pose_conditioning': getattr(model.config, 'pose_conditioning', 'paper')}
 
 
 def load_pipeline_model(config: PipelineConfig) -> tuple[MultiViewModel, str]:
@@ -93,11 +112,12 @@ class Engine:
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
         input_size: (H, W) model input (None: the model's training size, else 224 x 224).
         num_segments: k of the joint segmentation.
+        checkpoint: the file the adapters came from (its SHA-256 identifies the model).
     """
 
     def __init__(self, model: MultiViewModel, device: torch.device | str = 'cpu',
                  precision: str = 'auto', input_size: tuple[int, int] | None = None,
-                 num_segments: int = 8) -> None:
+                 num_segments: int = 8, checkpoint: str | Path | None = None) -> None:
         """Move the model to the device and fix the input size."""
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -115,6 +135,7 @@ class Engine:
         self._cache: dict[int, _Prepared] = {}
         self._centres: torch.Tensor | None = None
         self.prompt: np.ndarray | None = None  # world point selecting an object
+        self.identity = model_identity(model, checkpoint)
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> tuple['Engine', str]:
@@ -122,7 +143,9 @@ class Engine:
         device = resolve_device(config.device)
         model, description = load_pipeline_model(config)
         size = (config.input_height, config.input_width) if config.input_height else None
-        return cls(model, device, config.precision, size, config.num_segments), description
+        checkpoint = config.checkpoint or (None if config.weights else demo_model_path())
+        return cls(model, device, config.precision, size, config.num_segments,
+                   checkpoint), description
 
     # ---------------------------------------------------------------------------------- state
     def release(self) -> None:
@@ -182,12 +205,13 @@ class Engine:
         return feats[0].float(), prepared
 
     @torch.inference_mode()
-    def run(self, frames: list[Frame], outputs: list[int] | None = None) -> list[ViewResult]:
-        """Process a window; return results for the views at indices ``outputs`` (default all).
+    def run(self, frames: list[Frame], outputs: list[int] | None = None) -> WindowResult:
+        """Process a window: features of every view, full results for the views ``outputs``.
 
         Args:
             frames: the window, oldest first, each with a distinct ``uid``.
-            outputs: which views to return results for (e.g. only the new keyframe).
+            outputs: which views to make full results for (default all; the node asks only for
+                the new keyframe). The window's ``new_view`` is the last of them.
         """
         feats, prepared = self.features(frames)
         outputs = list(range(len(frames))) if outputs is None else outputs
@@ -202,17 +226,18 @@ class Engine:
         seg_full = F.interpolate(segments[:, None].float(), size=self.input_size,
                                  mode='nearest')[:, 0].long()
         seg_colours = segment_colors(seg_full, images)
+        features = feats.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        h, w = feats.shape[-2:]
+        k_feats = np.stack([scale_intrinsics(
+            torch.as_tensor(f.intrinsics, dtype=torch.float64), w / f.image.shape[1],
+            h / f.image.shape[0]).numpy() for f in frames])
         results = []
         for j, i in enumerate(outputs):
             frame = frames[i]
-            height, width = frame.image.shape[:2]
-            h, w = feats.shape[-2:]
-            k_feat = scale_intrinsics(torch.as_tensor(frame.intrinsics, dtype=torch.float64),
-                                      w / width, h / height)
             results.append(ViewResult(
                 frame=frame,
-                features=feats[i].permute(1, 2, 0).contiguous().cpu().numpy(),
-                feature_intrinsics=k_feat.numpy(),
+                features=features[i],
+                feature_intrinsics=k_feats[i],
                 pca=to_uint8(pca[i]),
                 normals=(normals[j].permute(1, 2, 0).contiguous().cpu().numpy()
                          if normals is not None else None),
@@ -223,7 +248,8 @@ class Engine:
                 window=tuple(f.uid for f in frames),
                 latency=0.0,
             ))
-        return results
+        return WindowResult(list(frames), features, k_feats, results,
+                            outputs[-1] if outputs else len(frames) - 1)
 
     def segment(self, feats: torch.Tensor, prepared: list[_Prepared]) -> torch.Tensor:
         """Return segment ids ``(V, h, w)`` of a window.

@@ -8,12 +8,35 @@ from typing import Any
 
 import numpy as np
 
+# Every kind of bad input or lost frame, with what it means: the one set of problem kinds the
+# node, the bag processor and the diagnostics use (each is a counter in /diagnostics).
+PROBLEMS: dict[str, str] = {
+    'missing_camera_info': 'an image arrived before any camera_info of its camera',
+    'unsupported_encoding': 'image encoding other than rgb8, bgr8, rgba8, bgra8, mono8',
+    'bad_image': 'image data that does not fit its height, width and step',
+    'bad_camera_info': 'camera_info without a valid K',
+    'size_mismatch': 'image size differs from the size its camera_info describes',
+    'missing_frame_id': 'image header without a frame_id',
+    'bad_pose': 'NaN, degenerate or non-rigid pose',
+    'pose_frame_mismatch': 'pose expressed in a frame other than world_frame',
+    'pose_extrapolation': 'image stamp outside the poses received (never extrapolated)',
+    'pose_gap': 'poses around the image stamp further apart than max_pose_gap',
+    'pose_lookup_failed': 'no pose covering the image stamp arrived within tf_timeout',
+    'duplicate_stamp': 'image stamp equal to the previous one of its camera',
+    'out_of_order_stamp': 'image stamp older than the previous one of its camera',
+    'bad_prompt': 'prompt point that is not finite or not in world_frame',
+    'frames_dropped': 'keyframe dropped from a full queue (inference slower than input)',
+    'inference_errors': 'window whose processing raised',
+}
+
 
 class FrameError(ValueError):
-    """A frame the pipeline refuses; ``kind`` names the counter it is tallied under."""
+    """A frame the pipeline refuses; ``kind`` (a key of :data:`PROBLEMS`) names its counter."""
 
     def __init__(self, kind: str, message: str) -> None:
         """Record the kind and the human-readable reason."""
+        if kind not in PROBLEMS:
+            raise KeyError(f'unknown problem kind {kind!r}; add it to PROBLEMS')
         super().__init__(message)
         self.kind = kind
 
@@ -78,3 +101,24 @@ class ViewResult:
     window: tuple[int, ...]
     latency: float
     inference: float = 0.0
+
+
+@dataclass
+class WindowResult:
+    """One processed window: every view's features and the full results of the returned views.
+
+    Attributes:
+        frames: the window's frames, oldest first.
+        features: ``(V, h, w, C)`` float32 features of every view, computed together.
+        feature_intrinsics: ``(V, 3, 3)`` K of each view's feature grid.
+        views: full results of the views that were asked for (the new keyframe).
+        new_view: index in ``frames`` of the keyframe that made this window.
+        window_id: sequence number of the window (set by the pipeline).
+    """
+
+    frames: list[Frame]
+    features: np.ndarray
+    feature_intrinsics: np.ndarray
+    views: list[ViewResult]
+    new_view: int
+    window_id: int = 0

@@ -18,7 +18,7 @@ import torch
 from mvfm_ros.geometry.pose import check_poses
 from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.engine import Engine
-from mvfm_ros.pipeline.frame import Frame, FrameError, ViewResult
+from mvfm_ros.pipeline.frame import Frame, FrameError, WindowResult
 from mvfm_ros.pipeline.keyframes import KeyframeSelector
 
 
@@ -95,6 +95,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self._last_stamp: dict[str, int] = {}
         self._next_uid = 0
+        self._windows = 0
 
     # -------------------------------------------------------------------------------- checks
     def check(self, frame: Frame) -> None:
@@ -138,27 +139,28 @@ class Pipeline:
         self.stats.count('keyframes')
         return True
 
-    def process(self, frame: Frame) -> list[ViewResult]:
+    def process(self, frame: Frame) -> WindowResult:
         """Add an accepted keyframe to the window and run the model on the window.
 
-        Returns the results for this frame (empty until the window has two views).
+        Returns the window with full results for this frame. The first keyframe makes a
+        one-view window: a planner gets outputs from the first keyframe on.
         """
         self.window.append(frame)
-        if len(self.window) < 2:
-            return []
         start = time.monotonic()
-        results = self.engine.run(list(self.window), outputs=[len(self.window) - 1])
+        window = self.engine.run(list(self.window), outputs=[len(self.window) - 1])
         done = time.monotonic()
-        for result in results:
+        for result in window.views:
             result.latency = done - result.frame.received
             result.inference = done - start
             self.stats.record(result.latency, result.inference)
+        window.window_id = self._windows
+        self._windows += 1
         self.stats.count('windows_processed')
-        return results
+        return window
 
-    def add(self, frame: Frame) -> list[ViewResult]:
-        """Accept and process in one call (offline use); non-keyframes give no results."""
-        return self.process(frame) if self.accept(frame) else []
+    def add(self, frame: Frame) -> WindowResult | None:
+        """Accept and process in one call (offline use); None for a frame that is no keyframe."""
+        return self.process(frame) if self.accept(frame) else None
 
     def set_prompt(self, point_world: np.ndarray | None) -> None:
         """Select the object at a world point in every view (None clears the prompt)."""

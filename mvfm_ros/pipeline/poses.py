@@ -7,15 +7,11 @@ import bisect
 import numpy as np
 
 from mvfm_ros.geometry.interpolation import interpolate_pose
+from mvfm_ros.pipeline.frame import FrameError
 
 
-class PoseLookupError(LookupError):
-    """No pose for a stamp; ``kind`` is ``'extrapolation'`` (outside the data) or ``'gap'``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        """Record the kind and the reason."""
-        super().__init__(message)
-        self.kind = kind
+class PoseLookupError(FrameError):
+    """No pose for a stamp: ``pose_extrapolation`` (outside the data) or ``pose_gap``."""
 
 
 class PoseBuffer:
@@ -64,18 +60,19 @@ class PoseBuffer:
                 or the poses around it are more than ``max_gap`` apart (``gap``).
         """
         if not self.stamps:
-            raise PoseLookupError('extrapolation', 'no poses received yet')
+            raise PoseLookupError('pose_extrapolation', 'no poses received yet')
         i = bisect.bisect_left(self.stamps, stamp_ns)
         if i < len(self.stamps) and self.stamps[i] == stamp_ns:
             return self.poses[i].copy()
         if i == 0 or i == len(self.stamps):
             first, last = self.stamps[0] / 1e9, self.stamps[-1] / 1e9
             raise PoseLookupError(
-                'extrapolation', f'stamp {stamp_ns / 1e9:.3f} s is outside the poses received '
-                f'({first:.3f} .. {last:.3f} s); poses are interpolated, never extrapolated')
+                'pose_extrapolation',
+                f'stamp {stamp_ns / 1e9:.3f} s is outside the poses received ({first:.3f} .. '
+                f'{last:.3f} s); poses are interpolated, never extrapolated')
         t0, t1 = self.stamps[i - 1], self.stamps[i]
         if t1 - t0 > self.max_gap_ns:
             raise PoseLookupError(
-                'gap', f'poses around stamp {stamp_ns / 1e9:.3f} s are {(t1 - t0) / 1e9:.3f} s '
-                f'apart (max_pose_gap {self.max_gap_ns / 1e9:g} s)')
+                'pose_gap', f'poses around stamp {stamp_ns / 1e9:.3f} s are '
+                f'{(t1 - t0) / 1e9:.3f} s apart (max_pose_gap {self.max_gap_ns / 1e9:g} s)')
         return interpolate_pose(self.poses[i - 1], self.poses[i], (stamp_ns - t0) / (t1 - t0))

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from mvfm_ros.pipeline.frame import Frame, ViewResult
+from mvfm_ros.pipeline.frame import Frame, WindowResult
 from mvfm_ros.pipeline.pipeline import Pipeline
 
 LOG = logging.getLogger('mvfm_ros.pipeline')
@@ -25,11 +25,11 @@ class AsyncPipeline:
 
     Args:
         pipeline: the pipeline (its ``config.queue_size`` bounds the queue).
-        on_results: called in the worker thread with each window's results.
+        on_results: called in the worker thread with each processed window.
         on_error: called in the worker thread when processing a window raises.
     """
 
-    def __init__(self, pipeline: Pipeline, on_results: Callable[[list[ViewResult]], None],
+    def __init__(self, pipeline: Pipeline, on_results: Callable[[WindowResult], None],
                  on_error: Callable[[Exception], None] | None = None) -> None:
         """Create the queue; call :meth:`start` to run."""
         self.pipeline = pipeline
@@ -88,10 +88,10 @@ class AsyncPipeline:
                 LOG.warning('inference thread did not stop within %.1f s', timeout)
             self._thread = None
 
-    def _record_overhead(self, results: list[ViewResult]) -> None:
+    def _record_overhead(self, window: WindowResult) -> None:
         """Node overhead of each result: its conversion, queueing, checks and publishing."""
         done = time.monotonic()
-        for result in results:
+        for result in window.views:
             frame = result.frame
             if frame.submitted is not None:
                 self.pipeline.stats.record_overhead(
@@ -106,10 +106,9 @@ class AsyncPipeline:
                 frame = self._queue.popleft()
                 self._busy = True
             try:
-                results = self.pipeline.process(frame)
-                if results:
-                    self.on_results(results)
-                    self._record_overhead(results)
+                window = self.pipeline.process(frame)
+                self.on_results(window)
+                self._record_overhead(window)
             except Exception as err:  # a failed window must not kill the worker
                 self.pipeline.stats.count('inference_errors')
                 self.on_error(err)

@@ -18,31 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from mvfm_ros.pipeline import Engine, Frame, FrameError, Pipeline, PipelineConfig
-from mvfm_ros.pipeline.frame import ViewResult
-from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
-from mvfm_ros.ros.bag_messages import camera_info_msg, header_msg, image_msg
-from mvfm_ros.ros.conversions import (
-    ConversionError,
-    camera_info_matrix,
-    float_encoding,
-    image_to_rgb,
-    pose_to_matrix,
-    stamp_to_ns,
-    transform_to_matrix,
-)
+from mvfm_ros.pipeline import Engine, FrameError, Pipeline, PipelineConfig, WindowResult
+from mvfm_ros.pipeline.outputs import CAMERA_INFO, IMAGE, topic_name
+from mvfm_ros.pipeline.poses import PoseBuffer
+from mvfm_ros.ros.assemble import frame_from_messages
+from mvfm_ros.ros.conversions import pose_to_matrix, stamp_to_ns, transform_to_matrix
+from mvfm_ros.ros.messages import rosbags_factory, rosbags_typestore
 from mvfm_ros.ros.tf_tree import TransformTree
 
 LOG = logging.getLogger('mvfm_ros.bag')
-IMAGE = 'sensor_msgs/msg/Image'
-CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 POSE_TYPES = ('geometry_msgs/msg/PoseStamped', 'nav_msgs/msg/Odometry')
 TF_TYPE = 'tf2_msgs/msg/TFMessage'
 
@@ -116,24 +105,28 @@ def _read_poses(reader: AnyReader, options: BagOptions) -> Any:
 
 
 class OutputWriter:
-    """Writes the node's output topics (and optionally inputs) with the rosbags typestore."""
+    """Writes the node's outputs (:data:`~mvfm_ros.pipeline.outputs.OUTPUTS`), optionally inputs.
 
-    def __init__(self, writer: Writer, namespace: str) -> None:
-        """Register the output connections."""
+    The package's interfaces are registered, so the window message's definition is embedded.
+    """
+
+    def __init__(self, writer: Writer, namespace: str, world_frame: str,
+                 identity: dict[str, str]) -> None:
+        """Register the package's message types."""
         self.writer = writer
-        self.store = get_typestore(Stores.ROS2_JAZZY)
-        self.namespace = namespace.rstrip('/')
+        self.store = rosbags_typestore()
+        self.build = rosbags_factory(self.store)
+        self.namespace = namespace
+        self.world_frame = world_frame
+        self.identity = identity
         self.connections: dict[str, Any] = {}
         self.inputs: dict[int, Any] = {}
 
-    def _conn(self, topic: str, msgtype: str) -> Any:
+    def _write(self, topic: str, msgtype: str, msg: Any, time_ns: int) -> None:
         if topic not in self.connections:
             self.connections[topic] = self.writer.add_connection(topic, msgtype,
                                                                  typestore=self.store)
-        return self.connections[topic]
-
-    def _write(self, topic: str, msgtype: str, msg: Any, time_ns: int) -> None:
-        self.writer.write(self._conn(topic, msgtype), time_ns,
+        self.writer.write(self.connections[topic], time_ns,
                           self.store.serialize_cdr(msg, msgtype))
 
     def copy_input(self, conn: Any, time_ns: int, raw: bytes) -> None:
@@ -143,28 +136,11 @@ class OutputWriter:
                 conn.topic, conn.msgtype, msgdef=conn.msgdef.data, rihs01=conn.digest)
         self.writer.write(self.inputs[conn.id], time_ns, raw)
 
-    def result(self, result: ViewResult, time_ns: int) -> None:
-        """Write every output of one view with the source image's header."""
-        types = self.store.types
-        source = result.frame.header
-        header = header_msg(types, stamp_to_ns(source.stamp), source.frame_id)
-
-        def image(array: np.ndarray, encoding: str) -> Any:
-            return image_msg(types, header, array, encoding)
-
-        ns = self.namespace
-        h, w, c = result.features.shape
-        self._write(f'{ns}/features', IMAGE, image(result.features, float_encoding(c)), time_ns)
-        info = camera_info_msg(types, header, result.feature_intrinsics, h, w)
-        self._write(f'{ns}/features/camera_info', CAMERA_INFO, info, time_ns)
-        self._write(f'{ns}/features/pca', IMAGE, image(result.pca, 'rgb8'), time_ns)
-        if result.normals is not None:
-            self._write(f'{ns}/normals', IMAGE, image(result.normals, '32FC3'), time_ns)
-            self._write(f'{ns}/normals/color', IMAGE, image(result.normals_color, 'rgb8'),
+    def window(self, window: WindowResult, time_ns: int) -> None:
+        """Write every output of a processed window."""
+        for output, camera, msg in self.build.outputs(window, self.identity, self.world_frame):
+            self._write(topic_name(self.namespace, output, camera, 1), output.msgtype, msg,
                         time_ns)
-        self._write(f'{ns}/segmentation', IMAGE, image(result.segments, 'mono8'), time_ns)
-        self._write(f'{ns}/segmentation/color', IMAGE, image(result.segments_color, 'rgb8'),
-                    time_ns)
 
 
 def process_bag(source: Path, output: Path, options: BagOptions,
@@ -198,7 +174,8 @@ def process_bag(source: Path, output: Path, options: BagOptions,
                 inputs = list(reader.connections)
             total = sum(c.msgcount for c in images)
             with Writer(partial, version=9, storage_plugin=storage) as writer:
-                out = OutputWriter(writer, options.output_namespace)
+                out = OutputWriter(writer, options.output_namespace, options.world_frame,
+                                   engine.identity)
                 latest_info = None
                 bar = tqdm(total=total, desc='bag', unit='img', disable=not progress)
                 for conn, time_ns, raw in reader.messages(connections=inputs):
@@ -212,9 +189,10 @@ def process_bag(source: Path, output: Path, options: BagOptions,
                     bar.update(1)
                     report.images += 1
                     msg = reader.deserialize(raw, conn.msgtype)
-                    for result in _frame_results(msg, latest_info, lookup, pipeline, report):
-                        out.result(result, time_ns)
-                        report.results += 1
+                    window = _process_image(msg, latest_info, lookup, pipeline, report)
+                    if window is not None:
+                        out.window(window, time_ns)
+                        report.results += len(window.views)
                 bar.close()
         if report.results == 0:
             raise BagError(f'no outputs: {report.images} images, skipped {dict(report.skipped)} '
@@ -227,27 +205,25 @@ def process_bag(source: Path, output: Path, options: BagOptions,
     return report
 
 
-def _frame_results(msg: Any, info: Any, lookup: Any, pipeline: Pipeline,
-                   report: BagReport) -> list[ViewResult]:
+def _process_image(msg: Any, info: Any, lookup: Any, pipeline: Pipeline,
+                   report: BagReport) -> WindowResult | None:
+    """Assemble a frame as the node does, pose from the bag, and run the pipeline on it."""
     stamp = stamp_to_ns(msg.header.stamp)
     try:
-        if info is None:
-            raise ConversionError('missing_camera_info', 'image before any camera_info')
-        rgb = image_to_rgb(msg)
-        k = camera_info_matrix(info, rgb.shape[:2])
+        frame = frame_from_messages('camera', msg, info)
         try:
-            pose = lookup(msg.header.frame_id, stamp)
-        except PoseLookupError as err:
-            raise ConversionError(f'pose_{err.kind}', str(err)) from err
-        except LookupError as err:
+            frame.cam_to_world = lookup(msg.header.frame_id, stamp)
+        except FrameError:
+            raise
+        except LookupError as err:  # a frame missing from the TF tree: nothing will fit
             raise BagError(str(err)) from err
-        return pipeline.add(Frame(rgb, k, pose, stamp, 'camera', msg.header))
-    except (ConversionError, FrameError) as err:
+        return pipeline.add(frame)
+    except FrameError as err:
         if report.skipped[err.kind] == 0:
             LOG.warning('skipping image at %.3f s: [%s] %s (further ones counted)', stamp / 1e9,
                         err.kind, err)
         report.skipped[err.kind] += 1
-        return []
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

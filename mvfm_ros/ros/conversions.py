@@ -12,17 +12,13 @@ from typing import Any
 import numpy as np
 
 from mvfm_ros.geometry.interpolation import pose_matrix
+from mvfm_ros.pipeline.frame import FrameError
 
 CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}
 
 
-class ConversionError(ValueError):
-    """A message that cannot be used; ``kind`` names the diagnostics counter."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        """Record the kind and the reason."""
-        super().__init__(message)
-        self.kind = kind
+class ConversionError(FrameError):
+    """A message that cannot be turned into arrays (kinds: :data:`~mvfm_ros.pipeline.PROBLEMS`)."""
 
 
 def stamp_to_ns(stamp: Any) -> int:
@@ -88,8 +84,9 @@ def camera_info_matrix(msg: Any, image_shape: tuple[int, int] | None = None) -> 
         image_shape: (H, W) of the image it is used with, checked against the info.
 
     Raises:
-        ConversionError: all-zero or non-finite K (``bad_camera_info``), or an image whose size
-            does not match the info (``size_mismatch``).
+        ConversionError: all-zero, non-finite or non-pinhole K or a zero size
+            (``bad_camera_info``), or an image whose size does not match the info
+            (``size_mismatch``).
     """
     from mvfm_ros.geometry.camera import intrinsics_from_camera_info
 
@@ -97,13 +94,19 @@ def camera_info_matrix(msg: Any, image_shape: tuple[int, int] | None = None) -> 
     if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
         raise ConversionError('bad_camera_info', 'camera_info has no valid K (fx, fy must be '
                               'positive): is the camera calibrated?')
+    if not np.array_equal(k[2], [0.0, 0.0, 1.0]) or k[1, 0] != 0:
+        raise ConversionError('bad_camera_info', f'camera_info K is not a pinhole matrix (last '
+                              f'row must be 0 0 1, k[1][0] 0): {k.tolist()}')
+    if int(msg.width) <= 0 or int(msg.height) <= 0:
+        raise ConversionError('bad_camera_info', f'camera_info has size {msg.width}x'
+                              f'{msg.height}: the resolution K refers to is unknown')
     roi = msg.roi
     roi_tuple = (int(roi.x_offset), int(roi.y_offset), int(roi.height), int(roi.width))
     bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
     full_h, full_w = (roi_tuple[2], roi_tuple[3]) if roi_tuple[2] and roi_tuple[3] else (
         int(msg.height), int(msg.width))
     expected = (full_h // by, full_w // bx)
-    if image_shape is not None and full_w and full_h and tuple(image_shape) != expected:
+    if image_shape is not None and tuple(image_shape) != expected:
         raise ConversionError('size_mismatch', f'image is {image_shape[1]}x{image_shape[0]} but '
                               f'camera_info describes {expected[1]}x{expected[0]} (after '
                               'binning/ROI); is camera_info from the same camera and mode?')

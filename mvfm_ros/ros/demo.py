@@ -20,18 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mvfm_ros.ros.conversions import image_to_rgb, pose_to_matrix
+from mvfm_ros.pipeline.outputs import OUTPUTS
+from mvfm_ros.ros.conversions import image_to_rgb, pose_to_matrix, stamp_to_ns
 
 REPO_BAG = Path(__file__).resolve().parents[2] / 'demo' / 'bag'
-OUTPUT_TOPICS = ('features', 'features/pca', 'normals/color', 'segmentation',
-                 'segmentation/color', 'normals', 'features/camera_info')
 PLAYED = {'/camera/image': 'sensor_msgs/msg/Image',
           '/camera/camera_info': 'sensor_msgs/msg/CameraInfo',
           '/pose': 'geometry_msgs/msg/PoseStamped'}
-
-
-def _key(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class Session:
@@ -42,7 +37,8 @@ class Session:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.node import Node
-        from sensor_msgs.msg import CameraInfo, Image
+
+        from mvfm_ros.ros.messages import rclpy_factory
 
         self.rclpy = rclpy
         exe = Path(sys.executable).with_name('perception_node')
@@ -51,21 +47,22 @@ class Session:
                                         stderr=subprocess.STDOUT, text=True)
         rclpy.init()
         self.node = Node('mvfm_demo_player')
-        self.outputs: dict[str, dict[int, object]] = {t: {} for t in OUTPUT_TOPICS}
+        # Every output of the node's table, keyed by the stamp of the (new) keyframe.
+        self.outputs: dict[str, dict[int, object]] = {o.topic: {} for o in OUTPUTS}
         self.arrival: dict[int, float] = {}
         self.sent: dict[int, float] = {}
         self.images: dict[int, np.ndarray] = {}
         self.infos: dict[int, object] = {}
         self.poses: dict[int, np.ndarray] = {}
         self.diagnostics: dict[str, str] = {}
-        for topic in OUTPUT_TOPICS:
-            kind = CameraInfo if topic.endswith('camera_info') else Image
-            self.node.create_subscription(kind, f'/mvfm/{topic}',
-                                          lambda m, t=topic: self._output(t, m), 50)
+        types = rclpy_factory().types
+        for output in OUTPUTS:
+            self.node.create_subscription(types[output.msgtype], f'/mvfm/{output.topic}',
+                                          lambda m, t=output.topic: self._output(t, m), 50)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
 
     def _output(self, topic: str, msg) -> None:
-        key = _key(msg.header)
+        key = stamp_to_ns(msg.header.stamp)
         self.outputs[topic][key] = msg
         if topic == 'features':
             self.arrival[key] = time.monotonic()
@@ -138,11 +135,11 @@ def play(session: Session, bag: Path, rate: float) -> tuple[dict[int, np.ndarray
             session.spin(max(0.0, due - time.monotonic()))  # keep the recorded timing
             if conn.topic == '/camera/depth':
                 msg = reader.deserialize(raw, conn.msgtype)
-                depth[_key(msg.header)] = np.frombuffer(
+                depth[stamp_to_ns(msg.header.stamp)] = np.frombuffer(
                     bytes(msg.data), dtype='<u2').reshape(msg.height, msg.width) / 1000.0
                 continue
             msg = deserialize_message(bytes(raw), classes[conn.msgtype])
-            key = _key(msg.header)
+            key = stamp_to_ns(msg.header.stamp)
             if conn.topic == '/camera/image':
                 session.sent[key] = time.monotonic()
                 session.images[key] = image_to_rgb(msg)
@@ -187,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             if not d or int(d.get('frames_received', 0)) < images or d.get('queue') != '0':
                 return False
             done = int(d.get('windows_processed', 0))
-            return all(len(session.outputs[t]) >= done for t in ('features', 'features/pca',
-                                                                 'segmentation/color'))
+            # Normals come only from models with a normal head.
+            return all(len(session.outputs[o.topic]) >= done for o in OUTPUTS
+                       if o.source not in ('normals', 'normals_color'))
 
         if not session.wait(finished, args.timeout):
             print('mvfm-demo: the node did not finish in time; writing what arrived',

@@ -25,28 +25,23 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from mvfm_ros.pipeline import AsyncPipeline, Engine, Frame, FrameError, Pipeline, PipelineConfig
-from mvfm_ros.pipeline.frame import ViewResult
-from mvfm_ros.ros.conversions import (
-    ConversionError,
-    camera_info_matrix,
-    float_encoding,
-    image_fields,
-    image_to_rgb,
-    scaled_camera_info_fields,
-    stamp_to_ns,
+from mvfm_ros.pipeline import (
+    PROBLEMS,
+    AsyncPipeline,
+    Engine,
+    Frame,
+    FrameError,
+    Pipeline,
+    PipelineConfig,
+    WindowResult,
 )
+from mvfm_ros.pipeline.outputs import OUTPUTS, topic_name
+from mvfm_ros.ros.assemble import frame_from_messages
 from mvfm_ros.ros.params import all_parameters, validate
-from mvfm_ros.ros.pose_sources import PoseFailed, PoseNotYet, TfPoseSource, TopicPoseSource
+from mvfm_ros.ros.pose_sources import PoseNotYet, TfPoseSource, TopicPoseSource
 
 NODE_NAME = 'mvfm_perception'
-OUTPUTS = ('features', 'features/camera_info', 'features/pca', 'normals', 'normals/color',
-           'segmentation', 'segmentation/color')
 MAX_PENDING = 64
-PROBLEM_KINDS = ('missing_camera_info', 'unsupported_encoding', 'bad_image', 'bad_camera_info',
-                 'size_mismatch', 'bad_pose', 'pose_frame_mismatch', 'pose_extrapolation',
-                 'pose_gap', 'pose_lookup_failed', 'missing_frame_id', 'duplicate_stamp',
-                 'out_of_order_stamp', 'bad_prompt', 'frames_dropped', 'inference_errors')
 
 
 class PerceptionNode(LifecycleNode):
@@ -62,7 +57,8 @@ class PerceptionNode(LifecycleNode):
         self.pipeline: Pipeline | None = None
         self.worker: AsyncPipeline | None = None
         self.pose_sources: dict[str, Any] = {}
-        self.publishers_by_camera: dict[str, dict[str, Any]] = {}
+        self.output_pubs: dict[str, Any] = {}  # full topic -> publisher
+        self.messages = None  # MessageFactory over the rclpy classes
         self.diagnostics_pub = None
         self.last_problem: dict[str, str] = {}
         self._subs: list[Any] = []
@@ -80,6 +76,7 @@ class PerceptionNode(LifecycleNode):
         try:
             validate(values)
             config = PipelineConfig.from_dict(values)
+            self.messages = _message_factory()
             self.engine, description = Engine.from_config(config)
         except Exception as err:  # any reason the model cannot load: say it and stay unconfigured
             self.get_logger().error(f'configure failed: {err}')
@@ -92,14 +89,12 @@ class PerceptionNode(LifecycleNode):
             f'{self.engine.precision}, input {self.engine.input_size[1]}x'
             f'{self.engine.input_size[0]}, window {config.window_size}')
         qos = self._qos('output')
-        for camera in values['cameras']:
-            prefix = values['output_namespace']
-            if len(values['cameras']) > 1:
-                prefix = f'{prefix}/{camera}'
-            self.publishers_by_camera[camera] = {
-                name: self.create_lifecycle_publisher(
-                    CameraInfo if name.endswith('camera_info') else Image, f'{prefix}/{name}', qos)
-                for name in OUTPUTS}
+        cameras = values['cameras']
+        for output in OUTPUTS:
+            kind = self.messages.types[output.msgtype]
+            for camera in cameras if output.per_view else ['']:
+                topic = topic_name(values['output_namespace'], output, camera, len(cameras))
+                self.output_pubs[topic] = self.create_lifecycle_publisher(kind, topic, qos)
         self.diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics',
                                                                10)
         try:
@@ -186,10 +181,9 @@ class PerceptionNode(LifecycleNode):
             self.worker = None
 
     def _release(self) -> None:
-        for pubs in self.publishers_by_camera.values():
-            for pub in pubs.values():
-                self.destroy_lifecycle_publisher(pub)
-        self.publishers_by_camera = {}
+        for pub in self.output_pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self.output_pubs = {}
         if self.diagnostics_pub is not None:
             self.destroy_lifecycle_publisher(self.diagnostics_pub)
             self.diagnostics_pub = None
@@ -223,22 +217,13 @@ class PerceptionNode(LifecycleNode):
     def _on_image(self, camera: str, msg: Image) -> None:
         if self.pipeline is None:
             return
-        arrived = time.monotonic()
-        info = self._infos.get(camera)
         try:
-            if info is None:
-                raise ConversionError('missing_camera_info', 'no camera_info received yet on '
-                                      f"'{self.resolve_topic_name(camera + '/camera_info')}'; "
-                                      'image skipped')
-            rgb = image_to_rgb(msg)
-            k = camera_info_matrix(info, rgb.shape[:2])
-        except ConversionError as err:
+            frame = frame_from_messages(camera, msg, self._infos.get(camera))
+        except FrameError as err:
             self.pipeline.stats.count('frames_received')
-            self.problem(err.kind, f'camera {camera}: {err}')
+            where = self.resolve_topic_name(f'{camera}/camera_info')
+            self.problem(err.kind, f'camera {camera} ({where}): {err}')
             return
-        frame = Frame(rgb, k, np.eye(4), stamp_to_ns(msg.header.stamp), camera, msg.header,
-                      received=arrived)
-        frame.conversion_s = time.monotonic() - arrived
         deadline = time.monotonic() + self.values['tf_timeout']
         if not self._try_submit(frame, msg.header.frame_id, deadline):
             if len(self._pending) >= MAX_PENDING:
@@ -259,7 +244,7 @@ class PerceptionNode(LifecycleNode):
             self.problem('pose_lookup_failed', f'camera {frame.camera}: no pose within '
                          f"tf_timeout {self.values['tf_timeout']} s: {err}")
             return True
-        except (PoseFailed, ConversionError) as err:
+        except FrameError as err:
             self.pipeline.stats.count('frames_received')
             self.problem(err.kind, f'camera {frame.camera}: {err}')
             return True
@@ -278,7 +263,7 @@ class PerceptionNode(LifecycleNode):
     def _on_pose(self, camera: str, msg: Any) -> None:
         try:
             self.pose_sources[camera].add(msg)
-        except ConversionError as err:
+        except FrameError as err:
             self.problem(err.kind, f'camera {camera}: {err}')
             return
         self._retry_pending()
@@ -300,28 +285,20 @@ class PerceptionNode(LifecycleNode):
     def _worker_error(self, err: Exception) -> None:
         self.problem('inference_errors', f'window failed: {err!r}', counted=True)
 
-    def _publish_results(self, results: list[ViewResult]) -> None:
-        for result in results:
-            pubs = self.publishers_by_camera.get(result.frame.camera)
-            if pubs is None:
-                continue
-            header = result.frame.header
-            h, w, c = result.features.shape
-            pubs['features'].publish(_image(header, result.features, float_encoding(c)))
-            info = CameraInfo(header=header, **scaled_camera_info_fields(
-                result.feature_intrinsics, h, w))
-            pubs['features/camera_info'].publish(info)
-            pubs['features/pca'].publish(_image(header, result.pca, 'rgb8'))
-            if result.normals is not None:
-                pubs['normals'].publish(_image(header, result.normals, '32FC3'))
-                pubs['normals/color'].publish(_image(header, result.normals_color, 'rgb8'))
-            pubs['segmentation'].publish(_image(header, result.segments, 'mono8'))
-            pubs['segmentation/color'].publish(_image(header, result.segments_color, 'rgb8'))
+    def _publish_results(self, window: WindowResult) -> None:
+        """Publish every output of a window (worker thread); per-view ones by camera."""
+        cameras = len(self.values['cameras'])
+        for output, camera, msg in self.messages.outputs(window, self.engine.identity,
+                                                         self.values['world_frame']):
+            topic = topic_name(self.values['output_namespace'], output, camera, cameras)
+            pub = self.output_pubs.get(topic)
+            if pub is not None:
+                pub.publish(msg)
 
     def diagnostics(self) -> DiagnosticStatus:
         """Return the current diagnostics status (also published on /diagnostics)."""
         snap = self.pipeline.stats.snapshot() if self.pipeline is not None else {}
-        problems = {k: int(snap.get(k, 0)) for k in PROBLEM_KINDS}
+        problems = {k: int(snap.get(k, 0)) for k in PROBLEMS}
         new = {k: v - self._reported.get(k, 0) for k, v in problems.items()
                if v > self._reported.get(k, 0)}
         self._reported = problems
@@ -346,8 +323,17 @@ class PerceptionNode(LifecycleNode):
         self.diagnostics_pub.publish(msg)
 
 
-def _image(header: Any, array: np.ndarray, encoding: str) -> Image:
-    return Image(header=header, **image_fields(array, encoding))
+def _message_factory() -> Any:
+    """Return the rclpy message factory; a clear error where the interfaces are not built."""
+    from mvfm_ros.ros.messages import rclpy_factory
+
+    try:
+        return rclpy_factory()
+    except ImportError as err:
+        raise RuntimeError(
+            f'the mvfm_ros interfaces (mvfm_ros.msg) are not built ({err}): build the package '
+            'with colcon (README: Installing into a ROS 2 workspace) or run `make interfaces` '
+            'in a development checkout') from err
 
 
 def _memory(device: str) -> dict[str, str]:

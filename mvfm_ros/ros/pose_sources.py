@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from mvfm_ros.pipeline.frame import FrameError
 from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
 from mvfm_ros.ros.conversions import ConversionError, pose_to_matrix, stamp_to_ns
 
@@ -19,13 +20,8 @@ class PoseNotYet(LookupError):
     """The pose for this stamp is not available yet; try again later."""
 
 
-class PoseFailed(LookupError):
-    """No pose for this stamp will come; ``kind`` names the diagnostics counter."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        """Record the kind and the reason."""
-        super().__init__(message)
-        self.kind = kind
+class PoseFailed(FrameError):
+    """No pose for this stamp will come (kinds: :data:`~mvfm_ros.pipeline.PROBLEMS`)."""
 
 
 class TopicPoseSource:
@@ -60,10 +56,9 @@ class TopicPoseSource:
             return self.buffer.lookup(stamp_ns)
         except PoseLookupError as err:
             latest = self.buffer.latest_stamp()
-            if err.kind == 'extrapolation' and (latest is None or stamp_ns > latest):
+            if err.kind == 'pose_extrapolation' and (latest is None or stamp_ns > latest):
                 raise PoseNotYet(str(err)) from err
-            kind = 'pose_extrapolation' if err.kind == 'extrapolation' else 'pose_gap'
-            raise PoseFailed(kind, str(err)) from err
+            raise
 
 
 class TfPoseSource:

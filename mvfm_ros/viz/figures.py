@@ -60,7 +60,8 @@ def plot_metric_bars(results: dict, path: str | os.PathLike) -> None:
 
 
 def plot_window(images: torch.Tensor, panels: dict[str, torch.Tensor],
-                path: str | os.PathLike, title: str = '') -> None:
+                path: str | os.PathLike, title: str = '',
+                row_labels: list[str] | None = None) -> None:
     """Contact sheet: one row per view, columns input then each panel.
 
     Args:
@@ -68,6 +69,7 @@ def plot_window(images: torch.Tensor, panels: dict[str, torch.Tensor],
         panels: column title -> ``(V, 3, h, w)`` colours in [0, 1] (any resolution).
         path: PNG to write.
         title: figure title.
+        row_labels: one label per view (default ``view i``).
     """
     columns = {'input': images, **panels}
     v = images.shape[0]
@@ -81,7 +83,8 @@ def plot_window(images: torch.Tensor, panels: dict[str, torch.Tensor],
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(name, fontsize=9)
-        axes[0][0].set_ylabel('view 0', fontsize=8)
+    for row in range(v):
+        axes[row][0].set_ylabel(row_labels[row] if row_labels else f'view {row}', fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     _save(fig, path)

@@ -1,0 +1,53 @@
+"""Image + camera_info messages to a pipeline frame: one assembly for the node and bags.
+
+Works on message fields only, so rclpy messages (node) and ``rosbags`` messages (bags) both fit,
+and stays free of ROS imports. Every refusal is a :class:`~mvfm_ros.pipeline.FrameError` whose
+``kind`` is one of :data:`~mvfm_ros.pipeline.PROBLEMS`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from mvfm_ros.pipeline.frame import Frame
+from mvfm_ros.ros.conversions import (
+    ConversionError,
+    camera_info_matrix,
+    image_to_rgb,
+    stamp_to_ns,
+)
+
+
+def frame_from_messages(camera: str, image: Any, info: Any | None,
+                        received: float | None = None) -> Frame:
+    """Check and convert one image with its camera's latest camera_info.
+
+    The frame's pose is the identity until the caller sets ``cam_to_world`` from its pose
+    source (TF, a pose topic or a bag's transforms), at the image stamp.
+
+    Args:
+        camera: camera name.
+        image: sensor_msgs/Image.
+        info: the camera's latest sensor_msgs/CameraInfo, or None if none arrived yet.
+        received: ``time.monotonic()`` of arrival (default: now).
+
+    Raises:
+        ConversionError: ``missing_camera_info``, ``missing_frame_id``,
+            ``unsupported_encoding``, ``bad_image``, ``bad_camera_info`` or ``size_mismatch``.
+    """
+    received = time.monotonic() if received is None else received
+    if info is None:
+        raise ConversionError('missing_camera_info', 'no camera_info received yet for camera '
+                              f'{camera!r}; image skipped')
+    if not str(image.header.frame_id).strip('/'):
+        raise ConversionError('missing_frame_id', 'image header has an empty frame_id: its '
+                              'pose and the outputs would name no frame')
+    rgb = image_to_rgb(image)
+    k = camera_info_matrix(info, rgb.shape[:2])
+    frame = Frame(rgb, k, np.eye(4), stamp_to_ns(image.header.stamp), camera, image.header,
+                  received=received)
+    frame.conversion_s = time.monotonic() - received
+    return frame
