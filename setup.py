@@ -45,7 +45,7 @@ setup(
         'console_scripts': [
             'mvfm-train = mvfm_ros.train.cli:main',
             'mvfm-eval = mvfm_ros.eval.cli:main',
-            'perception_node = mvfm_ros.ros.node:main',
+            'perception_node = mvfm_ros.ros.node_cli:main',
             'mvfm-bag = mvfm_ros.ros.bag:main',
             'process_bag = mvfm_ros.ros.bag:main',
             'mvfm-demo = mvfm_ros.ros.demo:main',

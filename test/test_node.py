@@ -71,10 +71,10 @@ def start(node: PerceptionNode) -> Harness:
 class Player:
     """Publishes images, camera_info and poses like a camera driver and a localiser."""
 
-    def __init__(self, harness: Harness, camera: str = 'camera') -> None:
+    def __init__(self, harness: Harness) -> None:
         """Create the publishers and wait until the node subscribes."""
-        self.image = harness.publisher(Image, f'{camera}/image')
-        self.info = harness.publisher(CameraInfo, f'{camera}/camera_info')
+        self.image = harness.publisher(Image, 'image')
+        self.info = harness.publisher(CameraInfo, 'camera_info')
         from geometry_msgs.msg import PoseStamped
 
         self.pose = harness.publisher(PoseStamped, 'pose')

@@ -7,11 +7,18 @@ the demo read the same fields, and ``config/perception.yaml`` is checked against
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+# Bounds where a value would hurt: a huge window multiplies inference time and memory, segment
+# ids must stay below the prompt id 255 of the mono8 segmentation image.
+MAX_WINDOW = 32
+MAX_QUEUE = 64
+MAX_SEGMENTS = 254
+MIN_INPUT, MAX_INPUT = 16, 4096
 
 
 @dataclass
@@ -53,12 +60,12 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         """Reject values that cannot work, with the reason."""
-        if self.window_size < 2:
-            raise ValueError(f'window_size must be at least 2, got {self.window_size}')
-        if self.queue_size < 1:
-            raise ValueError(f'queue_size must be at least 1, got {self.queue_size}')
-        if self.device not in DEVICES:
-            raise ValueError(f'device must be one of {DEVICES}, got {self.device!r}')
+        if not 2 <= self.window_size <= MAX_WINDOW:
+            raise ValueError(f'window_size must be in [2, {MAX_WINDOW}], got {self.window_size}')
+        if not 1 <= self.queue_size <= MAX_QUEUE:
+            raise ValueError(f'queue_size must be in [1, {MAX_QUEUE}], got {self.queue_size}')
+        if self.device not in DEVICES and not re.fullmatch(r'cuda:\d+', str(self.device)):
+            raise ValueError(f'device must be one of {DEVICES} or cuda:N, got {self.device!r}')
         if self.precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {PRECISIONS}, got {self.precision!r}')
         if min(self.min_translation, self.min_rotation_deg, self.max_interval) < 0:
@@ -66,8 +73,15 @@ class PipelineConfig:
         if (self.input_height == 0) != (self.input_width == 0) or min(
                 self.input_height, self.input_width) < 0:
             raise ValueError('input_height and input_width must both be 0 or both positive')
-        if self.num_segments < 1:
-            raise ValueError(f'num_segments must be positive, got {self.num_segments}')
+        if self.input_height and not (MIN_INPUT <= min(self.input_height, self.input_width)
+                                      and max(self.input_height, self.input_width) <= MAX_INPUT):
+            raise ValueError(f'input_height and input_width must be in [{MIN_INPUT}, '
+                             f'{MAX_INPUT}] pixels, got {self.input_height}x{self.input_width}')
+        if not 1 <= self.num_segments <= MAX_SEGMENTS:
+            raise ValueError(f'num_segments must be in [1, {MAX_SEGMENTS}] (255 is the prompted '
+                             f'object in the mono8 segmentation), got {self.num_segments}')
+        if not 0 < self.max_pose_gap <= 60:
+            raise ValueError(f'max_pose_gap must be in (0, 60] seconds, got {self.max_pose_gap}')
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

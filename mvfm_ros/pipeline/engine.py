@@ -49,7 +49,12 @@ def resolve_device(requested: str) -> torch.device:
     if requested.startswith('cuda') and not torch.cuda.is_available():
         raise RuntimeError(f"device '{requested}' was requested but CUDA is not available "
                            "(no GPU or a CPU-only PyTorch); set device to 'cpu' or 'auto'")
-    return torch.device(requested)
+    device = torch.device(requested)
+    if device.type == 'cuda' and device.index is not None and \
+            device.index >= torch.cuda.device_count():
+        raise RuntimeError(f"device '{requested}' was requested but this machine has "
+                           f'{torch.cuda.device_count()} GPU(s)')
+    return device
 
 
 def file_sha256(path: str | Path) -> str:

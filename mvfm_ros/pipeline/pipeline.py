@@ -8,6 +8,7 @@ runs the model on the sliding window and may take long, so the node calls it fro
 from __future__ import annotations
 
 import collections
+import logging
 import statistics
 import threading
 import time
@@ -21,6 +22,8 @@ from mvfm_ros.pipeline.engine import Engine
 from mvfm_ros.pipeline.frame import Frame, FrameError, WindowResult
 from mvfm_ros.pipeline.keyframes import KeyframeSelector
 
+LOG = logging.getLogger('mvfm_ros.pipeline')
+
 
 def percentiles(values: list[float]) -> dict[str, float]:
     """Median, 90th percentile (nearest rank) and maximum; empty for no values."""
@@ -31,6 +34,15 @@ def percentiles(values: list[float]) -> dict[str, float]:
             'p90': values[min(len(values) - 1, int(0.9 * len(values)))], 'max': values[-1]}
 
 
+# Counters whose recent rate is reported (events per second over the last RECENT_S seconds).
+RECENT = ('frames_received', 'windows_processed', 'pose_lookup_failed', 'pose_extrapolation',
+          'pose_gap')
+RECENT_S = 10.0
+# A stamp this far behind its camera's previous one is a time jump (bag loop, clock reset), not
+# a reordering: the pipeline starts afresh instead of refusing every later frame.
+TIME_JUMP_NS = 3_000_000_000
+
+
 class PipelineStats:
     """Thread-safe counters and recent latencies, for diagnostics and summaries."""
 
@@ -38,6 +50,8 @@ class PipelineStats:
         """Start at zero."""
         self._lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
+        self._recent: dict[str, collections.deque[float]] = {
+            key: collections.deque(maxlen=4096) for key in RECENT}
         self.latencies: collections.deque[float] = collections.deque(maxlen=history)
         self.inference: collections.deque[float] = collections.deque(maxlen=history)
         self.overhead: collections.deque[float] = collections.deque(maxlen=history)
@@ -47,6 +61,8 @@ class PipelineStats:
         """Add to a counter."""
         with self._lock:
             self.counts[key] += amount
+            if key in self._recent:
+                self._recent[key].extend([time.monotonic()] * amount)
 
     def record(self, latency: float, inference: float) -> None:
         """Remember one window's latency (arrival to results) and model time."""
@@ -66,9 +82,18 @@ class PipelineStats:
             latencies = list(self.latencies)
             inference = list(self.inference)
             overhead = list(self.overhead)
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-9)
         out['input_rate_hz'] = out.get('frames_received', 0) / elapsed
         out['output_rate_hz'] = out.get('windows_processed', 0) / elapsed
+        # Recent rates: a gap in the input shows at once, not diluted by the time since start.
+        span = min(RECENT_S, elapsed)
+        with self._lock:
+            recent = {k: sum(1 for t in q if now - t <= span) for k, q in self._recent.items()}
+        out['input_rate_recent_hz'] = recent['frames_received'] / span
+        out['output_rate_recent_hz'] = recent['windows_processed'] / span
+        failures = sum(recent[k] for k in ('pose_lookup_failed', 'pose_extrapolation', 'pose_gap'))
+        out['pose_failure_rate_recent'] = failures / max(recent['frames_received'], 1)
         for name, values in (('latency', latencies), ('inference', inference),
                              ('overhead', overhead)):
             out.update({f'{name}_{k}_s': v for k, v in percentiles(values).items()})
@@ -93,6 +118,8 @@ class Pipeline:
                                          config.max_interval)
         self.window: collections.deque[Frame] = collections.deque(maxlen=config.window_size)
         self.stats = PipelineStats()
+        # Called with (kind, message) for events worth a log line that refuse nothing.
+        self.on_event = lambda kind, message: LOG.warning('[%s] %s', kind, message)
         self._last_stamp: dict[str, int] = {}
         self._next_uid = 0
         self._windows = 0
@@ -125,6 +152,13 @@ class Pipeline:
             FrameError: the frame is invalid (counted under its kind).
         """
         self.stats.count('frames_received')
+        last = self._last_stamp.get(frame.camera)
+        if last is not None and last - frame.stamp_ns > TIME_JUMP_NS:
+            self.reset()
+            self.stats.count('time_jump')
+            self.on_event('time_jump', f'camera {frame.camera!r}: stamp jumped back '
+                          f'{(last - frame.stamp_ns) / 1e9:.1f} s (bag loop or clock reset): '
+                          'window and keyframe history cleared')
         try:
             self.check(frame)
         except FrameError as err:

@@ -48,6 +48,11 @@ class PoseBuffer:
             cut = bisect.bisect_left(self.stamps, self.stamps[-1] - self.max_age_ns)
             del self.stamps[:cut], self.poses[:cut]
 
+    def clear(self) -> None:
+        """Forget every pose."""
+        self.stamps.clear()
+        self.poses.clear()
+
     def latest_stamp(self) -> int | None:
         """Stamp of the newest pose, or None."""
         return self.stamps[-1] if self.stamps else None

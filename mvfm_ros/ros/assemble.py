@@ -16,13 +16,14 @@ from mvfm_ros.pipeline.frame import Frame
 from mvfm_ros.ros.conversions import (
     ConversionError,
     camera_info_matrix,
+    check_not_future,
     image_to_rgb,
     stamp_to_ns,
 )
 
 
 def frame_from_messages(camera: str, image: Any, info: Any | None,
-                        received: float | None = None) -> Frame:
+                        received: float | None = None, now_ns: int = 0) -> Frame:
     """Check and convert one image with its camera's latest camera_info.
 
     The frame's pose is the identity until the caller sets ``cam_to_world`` from its pose
@@ -33,9 +34,11 @@ def frame_from_messages(camera: str, image: Any, info: Any | None,
         image: sensor_msgs/Image.
         info: the camera's latest sensor_msgs/CameraInfo, or None if none arrived yet.
         received: ``time.monotonic()`` of arrival (default: now).
+        now_ns: the receiver's clock (0: unknown, as in a bag): an image stamped far ahead of
+            it is refused, so one bad stamp cannot make every later image "out of order".
 
     Raises:
-        ConversionError: ``missing_camera_info``, ``missing_frame_id``,
+        ConversionError: ``missing_camera_info``, ``missing_frame_id``, ``future_stamp``,
             ``unsupported_encoding``, ``bad_image``, ``bad_camera_info`` or ``size_mismatch``.
     """
     received = time.monotonic() if received is None else received
@@ -45,6 +48,7 @@ def frame_from_messages(camera: str, image: Any, info: Any | None,
     if not str(image.header.frame_id).strip('/'):
         raise ConversionError('missing_frame_id', 'image header has an empty frame_id: its '
                               'pose and the outputs would name no frame')
+    check_not_future(stamp_to_ns(image.header.stamp), now_ns, 'image')
     rgb = image_to_rgb(image)
     k = camera_info_matrix(info, rgb.shape[:2])
     frame = Frame(rgb, k, np.eye(4), stamp_to_ns(image.header.stamp), camera, image.header,

@@ -21,6 +21,25 @@ class ConversionError(FrameError):
     """A message that cannot be turned into arrays (kinds: :data:`~mvfm_ros.pipeline.PROBLEMS`)."""
 
 
+# Stamps may run ahead of the receiving clock by this much (clock offsets between machines);
+# further ahead, the message is refused as an outlier.
+FUTURE_TOLERANCE_NS = 5_000_000_000
+QUATERNION_TOLERANCE = 1e-3
+
+
+def check_not_future(stamp_ns: int, now_ns: int, what: str) -> None:
+    """Raise ``future_stamp`` for a stamp too far ahead of ``now_ns`` (0: clock unknown)."""
+    if now_ns > 0 and stamp_ns > now_ns + FUTURE_TOLERANCE_NS:
+        raise ConversionError('future_stamp', f'{what} stamp {stamp_ns / 1e9:.3f} s is '
+                              f'{(stamp_ns - now_ns) / 1e9:.1f} s ahead of the clock; refused '
+                              f'(tolerance {FUTURE_TOLERANCE_NS / 1e9:g} s)')
+
+
+def quaternion_norm_error(q: Any) -> float:
+    """``| ||q|| - 1 |`` of a geometry_msgs/Quaternion (NaN-safe: NaN stays NaN)."""
+    return abs(float(np.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)) - 1.0)
+
+
 def stamp_to_ns(stamp: Any) -> int:
     """builtin_interfaces/Time to integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

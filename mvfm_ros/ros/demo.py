@@ -36,17 +36,27 @@ class Session:
         """Start the node process and the local rclpy node."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped
         from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
 
         from mvfm_ros.ros.messages import rclpy_factory
 
         self.rclpy = rclpy
+        rclpy.init()
+        self.node = Node('mvfm_demo_player')
+        # The player's publishers exist before the node starts, as a camera driver's would, so
+        # the node matches their reliable QoS when it activates (input_reliability: auto).
+        self.classes = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CameraInfo': CameraInfo,
+                        'geometry_msgs/msg/PoseStamped': PoseStamped}
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.pubs = {topic: self.node.create_publisher(self.classes[kind], topic, qos)
+                     for topic, kind in PLAYED.items()}
         exe = Path(sys.executable).with_name('perception_node')
         self.log = open(log_path, 'w')
         self.process = subprocess.Popen([str(exe), '--ros-args', *node_args], stdout=self.log,
                                         stderr=subprocess.STDOUT, text=True)
-        rclpy.init()
-        self.node = Node('mvfm_demo_player')
         # Every output of the node's table, keyed by the stamp of the (new) keyframe.
         self.outputs: dict[str, dict[int, object]] = {o.topic: {} for o in OUTPUTS}
         self.arrival: dict[int, float] = {}
@@ -110,17 +120,10 @@ class Session:
 
 def play(session: Session, bag: Path, rate: float) -> tuple[dict[int, np.ndarray], int]:
     """Publish the bag's camera and pose topics at the recorded rate; returns depth by stamp."""
-    from geometry_msgs.msg import PoseStamped
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
     from rosbags.highlevel import AnyReader
-    from sensor_msgs.msg import CameraInfo, Image
 
-    classes = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CameraInfo': CameraInfo,
-               'geometry_msgs/msg/PoseStamped': PoseStamped}
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = {topic: session.node.create_publisher(classes[kind], topic, qos)
-            for topic, kind in PLAYED.items()}
+    classes, pubs = session.classes, session.pubs
     print('waiting for the node to load the model and subscribe ...', flush=True)
     if not session.wait(lambda: all(p.get_subscription_count() for p in pubs.values()), 180):
         raise RuntimeError('perception_node did not subscribe within 180 s')
@@ -171,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    node_args = ['-p', 'autostart:=true', '-p', 'pose_source:=topic', '-p', 'pose_topic:=/pose',
-                 '-p', 'input_reliability:=reliable', '-p', 'input_depth:=50',
-                 '-p', 'output_depth:=50', '-p', 'diagnostics_period:=0.25']
+    node_args = ['-r', 'image:=/camera/image', '-r', 'camera_info:=/camera/camera_info',
+                 '-p', 'autostart:=true', '-p', 'pose_source:=topic', '-p', 'pose_topic:=/pose',
+                 '-p', 'input_depth:=50', '-p', 'output_depth:=50',
+                 '-p', 'diagnostics_period:=0.25']
     session = Session(node_args, args.output / 'node.log')
     try:
         depth, images = play(session, args.bag, args.rate)

@@ -5,22 +5,26 @@ The lifecycle node publishes features, normals and segments for each keyframe.
 configure: read parameters, load the model, create publishers (and the TF listener).
 activate: subscribe and start the inference worker. deactivate: unsubscribe, stop the worker,
 free GPU memory. Callbacks only convert, check and enqueue; inference runs in the worker thread.
+
+Threads: images (conversion) and poses run in separate callback groups, so under load a pose is
+never stuck behind image conversion; a lock guards what both touch (pending images, pose
+buffers, the pipeline's intake). The console script spins a multi-threaded executor.
 """
 
 from __future__ import annotations
 
 import collections
 import resource
+import threading
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -37,11 +41,14 @@ from mvfm_ros.pipeline import (
 )
 from mvfm_ros.pipeline.outputs import OUTPUTS, topic_name
 from mvfm_ros.ros.assemble import frame_from_messages
-from mvfm_ros.ros.params import all_parameters, validate
+from mvfm_ros.ros.inputs import Inputs
+from mvfm_ros.ros.params import LIVE, all_parameters, validate
 from mvfm_ros.ros.pose_sources import PoseNotYet, TfPoseSource, TopicPoseSource
 
 NODE_NAME = 'mvfm_perception'
 MAX_PENDING = 64
+MAX_PROMPT_M = 1e6  # a prompt point further than this from the world origin is refused
+QOS_MATCH_PERIOD = 2.0  # seconds between re-matching input reliability to the publishers
 
 
 class PerceptionNode(LifecycleNode):
@@ -61,13 +68,23 @@ class PerceptionNode(LifecycleNode):
         self.messages = None  # MessageFactory over the rclpy classes
         self.diagnostics_pub = None
         self.last_problem: dict[str, str] = {}
+        self.inputs: Inputs | None = None
         self._subs: list[Any] = []
         self._timers: list[Any] = []
         self._infos: dict[str, Any] = {}
         self._pending: collections.deque = collections.deque()
         self._last_log: dict[str, float] = {}
         self._reported: dict[str, float] = {}
+        self.node_counts: collections.Counter[str] = collections.Counter()  # when unconfigured
         self.device_name = 'none'
+        self._lock = threading.RLock()
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._pose_group = MutuallyExclusiveCallbackGroup()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # rclpy's change_state service raises (and kills the process) for a transition id that
+        # is invalid in the current state (ros2/rclpy#1209): check it first.
+        self._change_state = self._service_change_state.callback
+        self._service_change_state.callback = self._on_change_state
 
     # ---------------------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -83,6 +100,7 @@ class PerceptionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.values = values
         self.pipeline = Pipeline(self.engine, config)
+        self.pipeline.on_event = lambda kind, message: self.problem(kind, message, counted=True)
         self.device_name = str(self.engine.device)
         self.get_logger().info(
             f'model: {description}; device {self.engine.device}, precision '
@@ -119,31 +137,32 @@ class PerceptionNode(LifecycleNode):
         self.engine.restore()
         self.worker = AsyncPipeline(self.pipeline, self._publish_results, self._worker_error)
         self.worker.start()
-        qos = self._qos('input')
         cameras = self.values['cameras']
+        self.inputs = Inputs(self, self.values['input_reliability'], self.values['input_depth'],
+                             self.problem)
         for camera in cameras:
-            self._subs.append(self.create_subscription(
-                CameraInfo, f'{camera}/camera_info',
-                lambda msg, c=camera: self._infos.__setitem__(c, msg), qos))
-            self._subs.append(self.create_subscription(
-                Image, f'{camera}/image', lambda msg, c=camera: self._on_image(c, msg), qos))
+            self.inputs.add(self._input_topic(camera, 'camera_info'), CameraInfo,
+                            lambda msg, c=camera: self._infos.__setitem__(c, msg),
+                            self._image_group)
+            self.inputs.add(self._input_topic(camera, 'image'), Image,
+                            lambda msg, c=camera: self._on_image(c, msg), self._image_group)
             if self.values['pose_source'] == 'topic':
-                topic = self.values['pose_topic']
-                if len(cameras) > 1:
-                    topic = f'{camera}/{topic}'
                 kind = PoseStamped if self.values['pose_type'] == 'pose' else Odometry
-                self._subs.append(self.create_subscription(
-                    kind, topic, lambda msg, c=camera: self._on_pose(c, msg), qos))
+                self.inputs.add(self._input_topic(camera, self.values['pose_topic']), kind,
+                                lambda msg, c=camera: self._on_pose(c, msg), self._pose_group)
         if self.values['prompt_topic']:
             self._subs.append(self.create_subscription(
                 PointStamped, self.values['prompt_topic'], self._on_prompt, 10))
+        self.get_logger().info('inputs: ' + self.inputs.describe())
         # Pending images are retried when a pose arrives (topic) and on this timer (TF,
         # deadlines); a slow period keeps the timer from crowding out the subscriptions.
-        self._timers.append(self.create_timer(0.1, self._retry_pending))
+        self._timers.append(self.create_timer(0.1, self._retry_pending,
+                                              callback_group=self._pose_group))
+        self._timers.append(self.create_timer(QOS_MATCH_PERIOD, self._match_qos))
         self._timers.append(self.create_timer(self.values['diagnostics_period'],
                                               self._publish_diagnostics))
         self.get_logger().info('active: waiting for images on ' + ', '.join(
-            self.resolve_topic_name(f'{c}/image') for c in cameras))
+            self.resolve_topic_name(self._input_topic(c, 'image')) for c in cameras))
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -170,12 +189,16 @@ class PerceptionNode(LifecycleNode):
         self._release()
 
     def _stop_inputs(self) -> None:
+        if self.inputs is not None:
+            self.inputs.close()
+            self.inputs = None
         for sub in self._subs:
             self.destroy_subscription(sub)
         for timer in self._timers:
             self.destroy_timer(timer)
         self._subs, self._timers = [], []
-        self._pending.clear()
+        with self._lock:
+            self._pending.clear()
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
@@ -196,6 +219,52 @@ class PerceptionNode(LifecycleNode):
             self.engine.release()
         self.engine = self.pipeline = None
 
+    # ------------------------------------------------------------------- runtime requests
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        """Validate a run-time change of the whole parameter set; refuse it with the reason.
+
+        ``log_throttle`` acts at once; the others take effect at the next configure, and the
+        node says so.
+        """
+        declared = all_parameters()
+        values = {name: self.get_parameter(name).value for name in declared}
+        values.update({p.name: p.value for p in params if p.name in declared})
+        try:
+            validate(values)
+            if str(values['device']).startswith('cuda'):
+                from mvfm_ros.pipeline.engine import resolve_device
+
+                resolve_device(values['device'])
+        except (ValueError, RuntimeError) as err:
+            self.problem('parameter_refused', f'set parameters refused: {err}')
+            return SetParametersResult(successful=False, reason=str(err))
+        for param in params:
+            if param.name not in declared:
+                continue
+            if param.name in LIVE and self.values:
+                self.values[param.name] = param.value
+            elif self.engine is not None:
+                self.get_logger().info(f'{param.name} = {param.value!r} takes effect at the '
+                                       'next configure (deactivate, cleanup, configure, activate)')
+        return SetParametersResult(successful=True)
+
+    def _on_change_state(self, request: Any, response: Any) -> Any:
+        """Serve lifecycle change_state, refusing transitions invalid in the current state."""
+        # rclpy keeps the state machine private; its transitions list is what
+        # get_available_transitions answers with: (id, label, start id, start, goal id, goal).
+        machine = self._state_machine
+        available = {t[0]: t[1] for t in machine.available_transitions}
+        wanted = request.transition.label or request.transition.id
+        valid = (request.transition.label in available.values() if request.transition.label
+                 else request.transition.id in available)
+        if not valid:
+            self.problem('lifecycle_refused', f'transition {wanted!r} is not available in '
+                         f'state {machine.current_state[1]!r}; available: '
+                         f'{sorted(available.values())}')
+            response.success = False
+            return response
+        return self._change_state(request, response)
+
     # ------------------------------------------------------------------------------- inputs
     def _qos(self, which: str) -> QoSProfile:
         reliability = (ReliabilityPolicy.RELIABLE
@@ -204,10 +273,21 @@ class PerceptionNode(LifecycleNode):
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.values[f'{which}_depth'],
                           reliability=reliability)
 
+    def _input_topic(self, camera: str, name: str) -> str:
+        """Return an input's topic: as image_pipeline names them, prefixed per camera in a rig.
+
+        One camera: ``image``, ``camera_info``, ``pose``; a rig: ``left/image``, ...
+        """
+        return name if len(self.values['cameras']) == 1 else f'{camera}/{name}'
+
     def problem(self, kind: str, message: str, counted: bool = False) -> None:
         """Count a bad input (unless the pipeline already did) and log it, throttled."""
-        if not counted and self.pipeline is not None:
-            self.pipeline.stats.count(kind)
+        if not counted:
+            pipeline = self.pipeline
+            if pipeline is not None:
+                pipeline.stats.count(kind)
+            else:
+                self.node_counts[kind] += 1
         self.last_problem[kind] = message
         now = time.monotonic()
         if now - self._last_log.get(kind, -1e9) >= self.values.get('log_throttle', 5.0):
@@ -217,18 +297,22 @@ class PerceptionNode(LifecycleNode):
     def _on_image(self, camera: str, msg: Image) -> None:
         if self.pipeline is None:
             return
+        pipeline = self.pipeline
         try:
-            frame = frame_from_messages(camera, msg, self._infos.get(camera))
+            frame = frame_from_messages(camera, msg, self._infos.get(camera),
+                                        now_ns=self.get_clock().now().nanoseconds)
         except FrameError as err:
-            self.pipeline.stats.count('frames_received')
-            where = self.resolve_topic_name(f'{camera}/camera_info')
-            self.problem(err.kind, f'camera {camera} ({where}): {err}')
+            pipeline.stats.count('frames_received')
+            where = self.resolve_topic_name(self._input_topic(camera, 'camera_info'))
+            self.problem(err.kind, f'camera {camera} (camera_info {where}): {err}')
             return
         deadline = time.monotonic() + self.values['tf_timeout']
-        if not self._try_submit(frame, msg.header.frame_id, deadline):
+        with self._lock:
+            if self._try_submit(frame, msg.header.frame_id, deadline):
+                return
             if len(self._pending) >= MAX_PENDING:
                 old_frame, _, _ = self._pending.popleft()
-                self.pipeline.stats.count('frames_received')
+                pipeline.stats.count('frames_received')
                 self.problem('pose_lookup_failed', f'camera {old_frame.camera}: too many images '
                              'waiting for poses; oldest dropped')
             self._pending.append((frame, msg.header.frame_id, deadline))
@@ -255,31 +339,45 @@ class PerceptionNode(LifecycleNode):
         return True
 
     def _retry_pending(self) -> None:
-        for _ in range(len(self._pending)):
-            frame, frame_id, deadline = self._pending.popleft()
-            if not self._try_submit(frame, frame_id, deadline):
-                self._pending.append((frame, frame_id, deadline))
+        with self._lock:
+            if self.worker is None:
+                return
+            for _ in range(len(self._pending)):
+                frame, frame_id, deadline = self._pending.popleft()
+                if not self._try_submit(frame, frame_id, deadline):
+                    self._pending.append((frame, frame_id, deadline))
 
     def _on_pose(self, camera: str, msg: Any) -> None:
         try:
-            self.pose_sources[camera].add(msg)
+            with self._lock:
+                notes = self.pose_sources[camera].add(msg, self.get_clock().now().nanoseconds)
         except FrameError as err:
             self.problem(err.kind, f'camera {camera}: {err}')
             return
+        for kind, message in notes:
+            self.problem(kind, f'camera {camera}: {message}')
         self._retry_pending()
+
+    def _match_qos(self) -> None:
+        if self.inputs is not None:
+            for change in self.inputs.match():
+                self.get_logger().info(f'input reliability matched to the publishers: {change}')
 
     def _on_prompt(self, msg: PointStamped) -> None:
         point = np.array([msg.point.x, msg.point.y, msg.point.z])
         frame = msg.header.frame_id.lstrip('/')
         try:
-            if frame and frame != self.values['world_frame'].lstrip('/'):
+            if frame != self.values['world_frame'].lstrip('/'):
                 raise FrameError('bad_prompt', f"prompt point is in frame '{frame}', expected "
                                  f"world_frame '{self.values['world_frame']}'")
+            if np.all(np.isfinite(point)) and np.abs(point).max() > MAX_PROMPT_M:
+                raise FrameError('bad_prompt', f'prompt point {point.tolist()} is more than '
+                                 f'{MAX_PROMPT_M:g} m from the world origin')
             self.pipeline.set_prompt(point)
         except FrameError as err:
             self.problem(err.kind, str(err))
             return
-        self.get_logger().info(f'prompt set at {point.round(3).tolist()} in {frame or "world"}')
+        self.get_logger().info(f'prompt set at {point.round(3).tolist()} in {frame}')
 
     # ------------------------------------------------------------------------------ outputs
     def _worker_error(self, err: Exception) -> None:
@@ -298,7 +396,7 @@ class PerceptionNode(LifecycleNode):
     def diagnostics(self) -> DiagnosticStatus:
         """Return the current diagnostics status (also published on /diagnostics)."""
         snap = self.pipeline.stats.snapshot() if self.pipeline is not None else {}
-        problems = {k: int(snap.get(k, 0)) for k in PROBLEMS}
+        problems = {k: int(snap.get(k, 0)) + self.node_counts[k] for k in PROBLEMS}
         new = {k: v - self._reported.get(k, 0) for k, v in problems.items()
                if v > self._reported.get(k, 0)}
         self._reported = problems
@@ -309,7 +407,8 @@ class PerceptionNode(LifecycleNode):
             message = 'since last report: ' + ', '.join(f'{k} +{v}' for k, v in new.items())
         values = {**{k: f'{v:.4g}' if isinstance(v, float) else str(v) for k, v in snap.items()},
                   **{k: str(v) for k, v in problems.items()}, 'device': self.device_name,
-                  'queue': str(self.worker.pending() if self.worker else 0)}
+                  'queue': str(self.worker.pending() if self.worker else 0),
+                  'inputs': self.inputs.describe() if self.inputs is not None else ''}
         values.update({f'last_{k}': v for k, v in self.last_problem.items()})
         values.update(_memory(self.device_name))
         return DiagnosticStatus(level=level, name=f'{NODE_NAME}: pipeline', message=message,
@@ -347,22 +446,3 @@ def _memory(device: str) -> dict[str, str]:
     return out
 
 
-def main(args: list[str] | None = None) -> None:
-    """Console script ``perception_node``: spin the node until Ctrl-C or shutdown."""
-    rclpy.init(args=args)
-    node = PerceptionNode()
-    try:
-        if node.get_parameter('autostart').value:
-            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-                node.trigger_activate()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-
-
-if __name__ == '__main__':
-    main()

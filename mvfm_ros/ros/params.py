@@ -8,6 +8,7 @@ and ``config/perception.yaml`` are checked against them by the tests.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from mvfm_ros.pipeline.config import PipelineConfig
@@ -29,8 +30,9 @@ ROS_PARAMETERS: dict[str, tuple[Any, str]] = {
     'prompt_topic': ('/clicked_point', 'PointStamped selecting an object to segment in every '
                      'view (RViz Publish Point)'),
     'output_namespace': ('mvfm', 'prefix of the output topics'),
-    'input_reliability': ('best_effort', 'QoS reliability of image/camera_info/pose '
-                          'subscriptions (best_effort matches every publisher)'),
+    'input_reliability': ('auto', 'QoS reliability of the input subscriptions: auto matches '
+                          'the publishers (reliable when all offer it, so no frame is lost), '
+                          'best_effort or reliable'),
     'input_depth': (5, 'QoS history depth of the input subscriptions'),
     'output_reliability': ('reliable', 'QoS reliability of the output publishers'),
     'output_depth': (5, 'QoS history depth of the output publishers'),
@@ -40,19 +42,19 @@ ROS_PARAMETERS: dict[str, tuple[Any, str]] = {
 }
 
 PIPELINE_DESCRIPTIONS: dict[str, str] = {
-    'window_size': 'views per multi-view window (all cameras together)',
+    'window_size': 'views per multi-view window, all cameras together (2 to 32)',
     'min_translation': 'metres of camera motion that make a new keyframe',
     'min_rotation_deg': 'degrees of camera rotation that make a new keyframe',
     'max_interval': 'seconds after which a frame is a keyframe anyway (0: never)',
-    'queue_size': 'keyframes waiting for inference; when full the oldest is dropped',
+    'queue_size': 'keyframes waiting for inference (1 to 64); when full the oldest is dropped',
     'input_height': 'model input height (0: the size the model was trained at)',
     'input_width': 'model input width (0: the size the model was trained at)',
-    'device': 'auto, cpu or cuda (cuda without a GPU fails configure)',
+    'device': 'auto, cpu, cuda or cuda:N (a GPU that is absent fails configure)',
     'precision': 'auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16',
     'backbone': 'timm backbone name, used with weights when no checkpoint is given',
     'weights': 'backbone weights file, or hf-cache (empty + empty checkpoint: demo model)',
     'checkpoint': 'adapter checkpoint from mvfm-train (empty + empty weights: demo model)',
-    'num_segments': 'k of the joint segmentation',
+    'num_segments': 'k of the joint segmentation (1 to 254)',
     'max_pose_gap': 'seconds between the two poses an image stamp is interpolated between',
 }
 
@@ -64,19 +66,41 @@ def all_parameters() -> dict[str, tuple[Any, str]]:
     return {**pipeline, **ROS_PARAMETERS}
 
 
+# Numeric bounds of the ROS parameters (inclusive): a zero diagnostics period would spin a core.
+BOUNDS: dict[str, tuple[float, float]] = {
+    'tf_timeout': (0.0, 30.0),
+    'input_depth': (1, 1000),
+    'output_depth': (1, 1000),
+    'diagnostics_period': (0.05, 3600.0),
+    'log_throttle': (0.0, 3600.0),
+}
+# Parameters that act at once when set on a running node; the others take effect at the next
+# configure (deactivate, cleanup, configure, activate), and the node says so when they are set.
+LIVE = ('log_throttle',)
+NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*')
+
+
 def validate(values: dict[str, Any]) -> None:
-    """Raise ValueError for parameter values the node cannot run with."""
+    """Raise ValueError, with the reason, for parameter values the node cannot run with."""
     if values['pose_source'] not in POSE_SOURCES:
         raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got "
                          f"{values['pose_source']!r}")
     if values['pose_type'] not in POSE_TYPES:
         raise ValueError(f"pose_type must be one of {POSE_TYPES}, got {values['pose_type']!r}")
     for key in ('input_reliability', 'output_reliability'):
-        if values[key] not in RELIABILITIES:
-            raise ValueError(f'{key} must be one of {RELIABILITIES}, got {values[key]!r}')
+        allowed = RELIABILITIES + (('auto',) if key == 'input_reliability' else ())
+        if values[key] not in allowed:
+            raise ValueError(f'{key} must be one of {allowed}, got {values[key]!r}')
     cameras = list(values['cameras'])
-    if not cameras or len(set(cameras)) != len(cameras) or not all(cameras):
-        raise ValueError(f'cameras must be distinct non-empty names, got {cameras}')
+    if not cameras or len(set(cameras)) != len(cameras) or not all(
+            NAME.fullmatch(c) for c in cameras):
+        raise ValueError(f'cameras must be distinct names (letters, digits, _), got {cameras}')
+    for key in ('world_frame', 'pose_topic', 'output_namespace'):
+        if not str(values[key]).strip('/'):
+            raise ValueError(f'{key} must not be empty')
+    for key, (low, high) in BOUNDS.items():
+        if not low <= values[key] <= high:
+            raise ValueError(f'{key} must be in [{low}, {high}], got {values[key]}')
     PipelineConfig.from_dict(values)  # its own checks
 
 

@@ -13,7 +13,14 @@ import numpy as np
 
 from mvfm_ros.pipeline.frame import FrameError
 from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
-from mvfm_ros.ros.conversions import ConversionError, pose_to_matrix, stamp_to_ns
+from mvfm_ros.ros.conversions import (
+    QUATERNION_TOLERANCE,
+    ConversionError,
+    check_not_future,
+    pose_to_matrix,
+    quaternion_norm_error,
+    stamp_to_ns,
+)
 
 
 class PoseNotYet(LookupError):
@@ -37,18 +44,48 @@ class TopicPoseSource:
         self.world_frame = world_frame
         self.buffer = PoseBuffer(max_gap=max_gap, max_age=60.0)
 
-    def add(self, msg: Any) -> None:
+    def add(self, msg: Any, now_ns: int = 0) -> list[tuple[str, str]]:
         """Take a PoseStamped or Odometry message.
 
+        Args:
+            msg: the message.
+            now_ns: the node's clock (0: unknown, e.g. sim time before /clock): a pose stamped
+                more than :data:`FUTURE_TOLERANCE_NS` ahead of it is refused, so one outlier
+                cannot push every real pose out of the history.
+
+        Returns:
+            ``(kind, message)`` notes for accepted poses worth a log line and a count: a
+            normalised quaternion, a backwards time jump that cleared the history.
+
         Raises:
-            ConversionError: wrong frame (``pose_frame_mismatch``) or a degenerate pose.
+            ConversionError: no frame (``missing_frame_id``), another frame
+                (``pose_frame_mismatch``), a stamp from the future (``future_stamp``) or a
+                degenerate pose (``bad_pose``).
         """
-        frame = msg.header.frame_id
-        if frame and frame.lstrip('/') != self.world_frame.lstrip('/'):
+        frame = msg.header.frame_id.lstrip('/')
+        if not frame:
+            raise ConversionError('missing_frame_id', 'pose has an empty frame_id; expected '
+                                  f"world_frame '{self.world_frame}'")
+        if frame != self.world_frame.lstrip('/'):
             raise ConversionError('pose_frame_mismatch', f"pose is in frame '{frame}', expected "
                                   f"world_frame '{self.world_frame}'")
+        stamp = stamp_to_ns(msg.header.stamp)
+        check_not_future(stamp, now_ns, 'pose')
         pose = msg.pose.pose if hasattr(msg.pose, 'covariance') else msg.pose
-        self.buffer.add(stamp_to_ns(msg.header.stamp), pose_to_matrix(pose))
+        notes = []
+        norm_error = quaternion_norm_error(pose.orientation)
+        matrix = pose_to_matrix(pose)
+        if norm_error > QUATERNION_TOLERANCE:
+            notes.append(('non_unit_quaternion', f'pose quaternion norm is off by '
+                          f'{norm_error:.3g}; normalised and used'))
+        latest = self.buffer.latest_stamp()
+        if latest is not None and latest - stamp > self.buffer.max_age_ns:
+            notes.append(('time_jump', f'pose stamp {stamp / 1e9:.3f} s is '
+                          f'{(latest - stamp) / 1e9:.1f} s before the newest pose (bag loop or '
+                          'clock reset): pose history cleared'))
+            self.buffer.clear()
+        self.buffer.add(stamp, matrix)
+        return notes
 
     def lookup(self, frame_id: str, stamp_ns: int) -> np.ndarray:
         """Pose at the stamp (``frame_id`` is not used: the topic is the camera's pose)."""

@@ -1,0 +1,84 @@
+"""Console script ``perception_node`` (``ros2 run mvfm_ros perception_node``).
+
+``--help`` prints usage and the parameter table without loading ROS or PyTorch. Otherwise the
+node is created and spun on a multi-threaded executor (images and poses in separate callback
+groups). With ``-p autostart:=true`` (the launch file's default) it configures and activates
+itself and exits with status 1 if configure fails; without it, it waits unconfigured for a
+lifecycle manager and says how to start it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mvfm_ros.ros.params import all_parameters
+
+USAGE = """usage: perception_node [--help] [--ros-args ...]
+
+The mvfm_perception lifecycle node: posed camera images in, multi-view consistent features,
+normals and segments out (topics: README, The node).
+
+Start it configured and active:
+  perception_node --ros-args -p autostart:=true -p pose_source:=topic -r image:=/cam/image_raw \\
+      -r camera_info:=/cam/camera_info -r pose:=/cam/pose
+  ros2 launch mvfm_ros perception.launch.py image:=/cam/image_raw camera_info:=/cam/camera_info
+Without autostart it waits unconfigured: ros2 lifecycle set /mvfm_perception configure, then
+activate.
+
+Inputs (one camera; a rig with cameras:=[left,right] prefixes them: left/image, ...):
+  image (sensor_msgs/Image), camera_info (sensor_msgs/CameraInfo),
+  pose (PoseStamped/Odometry, pose_source topic) or /tf (pose_source tf).
+
+Parameters (-p name:=value; defaults also in config/perception.yaml):"""
+
+
+def help_text() -> str:
+    """Return the usage and the parameter table."""
+    rows = []
+    for name, (default, text) in all_parameters().items():
+        rows.append(f'  {name:<20} {default!r:<16} {text}')
+    return USAGE + '\n' + '\n'.join(rows)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until Ctrl-C or shutdown; returns the exit status."""
+    argv = sys.argv[1:] if args is None else list(args)
+    own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in own or '--help' in own:
+        print(help_text())
+        return 0
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from mvfm_ros.ros.node import PerceptionNode
+
+    rclpy.init(args=None if args is None else ['perception_node', *argv])
+    node = PerceptionNode()
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    code = 0
+    try:
+        if node.get_parameter('autostart').value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error('autostart: configure failed (reason above); exiting')
+                return 1
+            node.trigger_activate()
+        else:
+            node.get_logger().info(
+                'unconfigured, waiting for a lifecycle manager: start it with '
+                f'`ros2 lifecycle set {node.get_fully_qualified_name()} configure` then '
+                '`activate`, or run with -p autostart:=true (the launch file does)')
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown(timeout_sec=5)
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
