@@ -70,3 +70,24 @@ def perturb_trainable(model: torch.nn.Module, seed: int = 0, scale: float = 0.2)
 def generator() -> torch.Generator:
     """Return a seeded torch generator."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope='module')
+def ros_context():
+    """Initialise rclpy once for the module."""
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope='module')
+def sequence():
+    """Return a generated forward-driving sequence of 6 frames (images, K, poses, depth)."""
+    from mvfm_ros.data import SceneConfig, SceneGenerator
+
+    sample = SceneGenerator(11, SceneConfig(96, 128, supersample=1)).sample(
+        0, num_views=6, trajectory='forward')
+    images = (sample.images.permute(0, 2, 3, 1) * 255 + 0.5).byte().numpy()
+    return sample, images

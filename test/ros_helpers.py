@@ -20,6 +20,9 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from mvfm_ros.geometry.interpolation import matrix_to_quat  # noqa: E402
 from mvfm_ros.ros.conversions import image_fields  # noqa: E402
 
+SIZE = (96, 128)
+STEP_NS = 200_000_000
+
 
 def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` seconds pass."""
@@ -96,3 +99,45 @@ def frame_messages(image: np.ndarray, k: np.ndarray, pose: np.ndarray, ns: int,
     p.position.x, p.position.y, p.position.z = (float(v) for v in pose[:3, 3])
     p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in q)
     return img, info, pose_msg
+
+
+def make_node(**overrides):
+    """Build a perception node with test-friendly defaults (topic poses, reliable QoS)."""
+    values = dict(pose_source='topic', input_reliability='reliable', diagnostics_period=0.2,
+                  min_translation=0.0, min_rotation_deg=0.0, max_interval=0.0,
+                  log_throttle=0.0, tf_timeout=1.0)
+    values.update(overrides)
+    from mvfm_ros.ros.node import PerceptionNode
+
+    return PerceptionNode(parameter_overrides=params(**values))
+
+
+def start(node) -> Harness:
+    """Configure, activate and spin the node next to a helper node."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    return Harness(node)
+
+
+class Player:
+    """Publishes images, camera_info and poses like a camera driver and a localiser."""
+
+    def __init__(self, harness: Harness) -> None:
+        """Create the publishers and wait until the node subscribes."""
+        self.image = harness.publisher(Image, 'image')
+        self.info = harness.publisher(CameraInfo, 'camera_info')
+        self.pose = harness.publisher(PoseStamped, 'pose')
+        assert wait_for(lambda: all(p.get_subscription_count() > 0
+                                    for p in (self.image, self.info, self.pose)), 10)
+
+    def send(self, image, k, pose, ns, *, info_first=True, pose_msg=True, **kwargs) -> Image:
+        """Publish one frame (camera_info and pose before the image unless told otherwise)."""
+        img, info, pose_m = frame_messages(image, k, pose, ns, **kwargs)
+        if info_first:
+            self.info.publish(info)
+        if pose_msg:
+            self.pose.publish(pose_m)
+        self.image.publish(img)
+        return img

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from ros_helpers import Harness, frame_messages, params, stamp, wait_for  # isort: skip
+from ros_helpers import (  # isort: skip
+    STEP_NS, SIZE, Player, frame_messages, make_node, start, stamp,
+    wait_for)
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from mvfm_ros.data import SceneConfig, SceneGenerator  # noqa: E402
 from mvfm_ros.data.correspondence import sample_correspondences  # noqa: E402
 from mvfm_ros.geometry.camera import scale_intrinsics  # noqa: E402
 from mvfm_ros.geometry.sampling import sample_features, to_unit  # noqa: E402
@@ -27,69 +28,6 @@ from mvfm_ros.pipeline.outputs import OUTPUTS  # noqa: E402
 from mvfm_ros.ros.messages import rclpy_factory  # noqa: E402
 
 rclpy = pytest.importorskip('rclpy')
-from mvfm_ros.ros.node import PerceptionNode  # noqa: E402
-
-SIZE = (96, 128)
-STEP_NS = 200_000_000
-
-
-@pytest.fixture(scope='module')
-def ros_context():
-    """Initialise rclpy once for the module."""
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope='module')
-def sequence():
-    """Return a generated forward-driving sequence of 6 frames (images, K, poses, depth)."""
-    sample = SceneGenerator(11, SceneConfig(*SIZE, supersample=1)).sample(
-        0, num_views=6, trajectory='forward')
-    images = (sample.images.permute(0, 2, 3, 1) * 255 + 0.5).byte().numpy()
-    return sample, images
-
-
-def make_node(**overrides) -> PerceptionNode:
-    """Build a perception node with test-friendly defaults (topic poses, reliable QoS)."""
-    values = dict(pose_source='topic', input_reliability='reliable', diagnostics_period=0.2,
-                  min_translation=0.0, min_rotation_deg=0.0, max_interval=0.0,
-                  log_throttle=0.0, tf_timeout=1.0)
-    values.update(overrides)
-    return PerceptionNode(parameter_overrides=params(**values))
-
-
-def start(node: PerceptionNode) -> Harness:
-    """Configure, activate and spin the node next to a helper node."""
-    from rclpy.lifecycle import TransitionCallbackReturn
-
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    return Harness(node)
-
-
-class Player:
-    """Publishes images, camera_info and poses like a camera driver and a localiser."""
-
-    def __init__(self, harness: Harness) -> None:
-        """Create the publishers and wait until the node subscribes."""
-        self.image = harness.publisher(Image, 'image')
-        self.info = harness.publisher(CameraInfo, 'camera_info')
-        from geometry_msgs.msg import PoseStamped
-
-        self.pose = harness.publisher(PoseStamped, 'pose')
-        assert wait_for(lambda: all(p.get_subscription_count() > 0
-                                    for p in (self.image, self.info, self.pose)), 10)
-
-    def send(self, image, k, pose, ns, *, info_first=True, pose_msg=True, **kwargs) -> Image:
-        """Publish one frame (camera_info and pose before the image unless told otherwise)."""
-        img, info, pose_m = frame_messages(image, k, pose, ns, **kwargs)
-        if info_first:
-            self.info.publish(info)
-        if pose_msg:
-            self.pose.publish(pose_m)
-        self.image.publish(img)
-        return img
 
 
 def test_node_publishes_consistent_outputs_for_each_keyframe(ros_context, sequence) -> None:

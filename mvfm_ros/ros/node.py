@@ -303,8 +303,11 @@ class PerceptionNode(LifecycleNode):
                                         now_ns=self.get_clock().now().nanoseconds)
         except FrameError as err:
             pipeline.stats.count('frames_received')
-            where = self.resolve_topic_name(self._input_topic(camera, 'camera_info'))
-            self.problem(err.kind, f'camera {camera} (camera_info {where}): {err}')
+            where = ''
+            if err.kind == 'missing_camera_info':
+                topic = self.resolve_topic_name(self._input_topic(camera, 'camera_info'))
+                where = f' (subscribed to {topic})'
+            self.problem(err.kind, f'camera {camera}: {err}{where}')
             return
         deadline = time.monotonic() + self.values['tf_timeout']
         with self._lock:
