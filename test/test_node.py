@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -405,5 +406,34 @@ def test_a_two_camera_rig_shares_windows_and_namespaces_outputs(ros_context, seq
         assert {m.header.frame_id for m in outs['right']} == {'right_optical'}
         assert len(node.pipeline.window) == 4  # both cameras' views in one window
         assert {f.camera for f in node.pipeline.window} == {'left', 'right'}
+    finally:
+        harness.close()
+
+
+def test_no_frame_is_lost_from_a_reliable_publisher_with_default_qos(ros_context,
+                                                                     sequence) -> None:
+    """640x480 rgb8 at 10 Hz from a reliable publisher: every frame arrives (auto QoS)."""
+    from rclpy.qos import ReliabilityPolicy
+
+    sample, _ = sequence
+    harness = start(make_node(input_reliability='auto', queue_size=1))
+    node = harness.node
+    try:
+        player = Player(harness)  # reliable publishers, created after activation
+        # The node re-matches its inputs to the publishers it sees (within 2 s).
+        assert wait_for(lambda: all(i.reliability == ReliabilityPolicy.RELIABLE
+                                    for i in node.inputs.inputs), 10), node.inputs.describe()
+        rng = np.random.default_rng(0)
+        k = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
+        count = 30
+        for i in range(count):
+            image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+            player.send(image, k, sample.cam_to_world[i % 6].double().numpy(),
+                        (300 + i) * STEP_NS)
+            time.sleep(0.1)  # camera rate: 10 Hz
+        assert wait_for(lambda: node.pipeline.stats.counts['frames_received'] == count, 20), \
+            dict(node.pipeline.stats.counts)
+        values = {kv.key: kv.value for kv in node.diagnostics().values}
+        assert float(values['input_rate_recent_hz']) > 0
     finally:
         harness.close()
