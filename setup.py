@@ -32,6 +32,7 @@ setup(
         'matplotlib',
         'tqdm',
         'rosbags',
+        'mcap',
         'onnx',
         'onnxruntime',
     ],

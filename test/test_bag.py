@@ -177,3 +177,53 @@ def test_demo_bag_in_the_repository_is_small_and_complete() -> None:
     assert {'/camera/image', '/camera/camera_info', '/camera/depth', '/tf', '/tf_static',
             '/pose'} <= set(topics)
     assert len(topics['/camera/image']) >= 30
+
+
+def test_a_finished_bag_has_no_partial_names(small_bag, engine, tmp_path) -> None:
+    process_bag(small_bag, tmp_path / 'out', BagOptions(pipeline=PipelineConfig(**CONFIG)),
+                engine=engine, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['out']
+    names = [p.name for p in (tmp_path / 'out').iterdir()]
+    assert 'out.mcap' in names and not any('partial' in n for n in names)
+    assert 'partial' not in (tmp_path / 'out' / 'metadata.yaml').read_text()
+
+
+def test_a_truncated_bag_is_a_clear_error(small_bag, engine, tmp_path) -> None:
+    import shutil
+
+    broken = tmp_path / 'broken'
+    shutil.copytree(small_bag, broken)
+    data = next(broken.glob('*.mcap'))
+    data.write_bytes(data.read_bytes()[:data.stat().st_size * 2 // 3])
+    with pytest.raises(BagError, match=r"cannot read bag .*broken.* after \d+ images"):
+        process_bag(broken, tmp_path / 'out', BagOptions(pipeline=PipelineConfig(**CONFIG)),
+                    engine=engine, progress=False)
+    assert not list(tmp_path.glob('*out*'))  # nothing half-written left behind
+    code = main([str(broken), str(tmp_path / 'out2')])
+    assert code == 2
+
+
+def test_corrupted_payloads_are_skipped_and_reported(small_bag, engine, tmp_path,
+                                                     caplog) -> None:
+    """A payload of random bytes does not decode: skipped, counted, said."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    corrupt = tmp_path / 'corrupt'
+    rng = np.random.default_rng(0)
+    with AnyReader([small_bag]) as reader, Writer(corrupt, version=9,
+                                                  storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data,
+                                             rihs01=c.digest) for c in reader.connections}
+        images = 0
+        for conn, time_ns, raw in reader.messages():
+            if conn.topic == '/camera/image':
+                images += 1
+                if images == 3:
+                    raw = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+            writer.write(conns[conn.id], time_ns, raw)
+    report = process_bag(corrupt, tmp_path / 'out', BagOptions(
+        pipeline=PipelineConfig(**CONFIG)), engine=engine, progress=False)
+    assert report.skipped == {'undecodable_message': 1}
+    assert report.results == 5
+    assert 'does not decode' in caplog.text and 'no chunk checksums' in caplog.text

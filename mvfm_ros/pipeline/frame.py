@@ -33,6 +33,7 @@ PROBLEMS: dict[str, str] = {
     'lifecycle_refused': 'lifecycle transition requested that is invalid in the current state',
     'frames_dropped': 'keyframe dropped from a full queue (inference slower than input)',
     'inference_errors': 'window whose processing raised',
+    'undecodable_message': 'bag message whose payload does not decode as its type',
 }
 
 

@@ -10,15 +10,19 @@ output is written next to its final path and renamed into place only when comple
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from mcap.records import Chunk
+from mcap.stream_reader import StreamReader
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
@@ -76,16 +80,19 @@ def _connections(reader: AnyReader, topic: str, types: tuple[str, ...]) -> list[
     return found
 
 
-def _read_poses(reader: AnyReader, options: BagOptions) -> Any:
+def _read_poses(reader: AnyReader, options: BagOptions, report: BagReport) -> Any:
     """Return a lookup ``(frame_id, stamp_ns) -> pose`` from TF or the pose topic."""
     gap = options.pipeline.max_pose_gap
     if options.pose_source == 'topic':
         buffer = PoseBuffer(max_gap=gap, max_age=0)
-        for conn, _, raw in reader.messages(
+        for conn, time_ns, raw in reader.messages(
                 connections=_connections(reader, options.pose_topic, POSE_TYPES)):
-            msg = reader.deserialize(raw, conn.msgtype)
+            msg = _decode(reader, conn, time_ns, raw, report)
+            if msg is None:
+                continue
             pose = msg.pose.pose if conn.msgtype.endswith('Odometry') else msg.pose
-            buffer.add(stamp_to_ns(msg.header.stamp), pose_to_matrix(pose))
+            with _skipped(report, 'pose', time_ns):
+                buffer.add(stamp_to_ns(msg.header.stamp), pose_to_matrix(pose))
         return lambda frame_id, stamp: buffer.lookup(stamp)
     tree = TransformTree(max_gap=gap)
     tf_conns = [c for c in reader.connections if c.topic in ('/tf', '/tf_static')
@@ -93,10 +100,12 @@ def _read_poses(reader: AnyReader, options: BagOptions) -> Any:
     if not tf_conns:
         raise BagError('pose_source tf, but the bag has no /tf or /tf_static; use '
                        '--pose-source topic --pose-topic TOPIC')
-    for conn, _, raw in reader.messages(connections=tf_conns):
-        for t in reader.deserialize(raw, conn.msgtype).transforms:
-            tree.add(t.header.frame_id, t.child_frame_id, stamp_to_ns(t.header.stamp),
-                     transform_to_matrix(t.transform), static=conn.topic == '/tf_static')
+    for conn, time_ns, raw in reader.messages(connections=tf_conns):
+        msg = _decode(reader, conn, time_ns, raw, report)
+        for t in msg.transforms if msg is not None else ():
+            with _skipped(report, 'transform', time_ns):
+                tree.add(t.header.frame_id, t.child_frame_id, stamp_to_ns(t.header.stamp),
+                         transform_to_matrix(t.transform), static=conn.topic == '/tf_static')
     world = options.world_frame.lstrip('/')
     if world not in tree.frames:
         raise BagError(f"world frame '{world}' is not in the bag's TF tree (frames: "
@@ -157,14 +166,19 @@ def process_bag(source: Path, output: Path, options: BagOptions,
     if output.exists():
         raise BagError(f"output '{output}' exists; remove it or choose another path")
     report = BagReport()
-    partial = output.with_name(output.name + '.partial')
-    shutil.rmtree(partial, ignore_errors=True)
+    # Written inside a hidden folder and moved into place when complete; the bag keeps its
+    # final name inside (rosbags names the data file after the bag folder).
+    staging = output.with_name(f'.{output.name}.partial')
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    partial = staging / output.name
     storage = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[options.storage]
     try:
-        with AnyReader([source]) as reader:
+        _warn_without_checksums(source)
+        with _read_errors(source, report), AnyReader([source]) as reader:
             images = _connections(reader, options.image_topic, (IMAGE,))
             infos = _connections(reader, options.camera_info_topic, (CAMERA_INFO,))
-            lookup = _read_poses(reader, options)
+            lookup = _read_poses(reader, options, report)
             if engine is None:  # loaded once the bag is known to hold what is needed
                 engine, description = Engine.from_config(options.pipeline)
                 LOG.info('model: %s', description)
@@ -182,13 +196,15 @@ def process_bag(source: Path, output: Path, options: BagOptions,
                     if options.include_inputs:
                         out.copy_input(conn, time_ns, raw)
                     if conn.topic == options.camera_info_topic:
-                        latest_info = reader.deserialize(raw, conn.msgtype)
+                        latest_info = _decode(reader, conn, time_ns, raw, report) or latest_info
                         continue
                     if conn.topic != options.image_topic:
                         continue
                     bar.update(1)
                     report.images += 1
-                    msg = reader.deserialize(raw, conn.msgtype)
+                    msg = _decode(reader, conn, time_ns, raw, report)
+                    if msg is None:
+                        continue
                     window = _process_image(msg, latest_info, lookup, pipeline, report)
                     if window is not None:
                         out.window(window, time_ns)
@@ -198,11 +214,63 @@ def process_bag(source: Path, output: Path, options: BagOptions,
             raise BagError(f'no outputs: {report.images} images, skipped {dict(report.skipped)} '
                            '(see the warnings above)')
         partial.rename(output)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     report.stats = pipeline.stats.snapshot()
     return report
+
+
+@contextlib.contextmanager
+def _read_errors(source: Path, report: BagReport) -> Iterator[None]:
+    """Turn a reader failure (truncated or corrupt container) into a clear BagError."""
+    try:
+        yield
+    except (BagError, FrameError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # rosbags raises many types for a damaged file
+        raise BagError(f"cannot read bag '{source}' after {report.images} images: "
+                       f'{type(err).__name__}: {err} (truncated or corrupted?)') from err
+
+
+def _warn_without_checksums(source: Path) -> None:
+    """Say so when an MCAP bag carries no checksums (rosbags verifies chunk CRCs it has)."""
+    files = [source] if source.is_file() else sorted(source.glob('*.mcap'))
+    for path in files:
+        if path.suffix != '.mcap':
+            continue
+        with open(path, 'rb') as handle:
+            try:
+                records = StreamReader(handle, skip_magic=False).records
+                crcs = [r.uncompressed_crc for r in records if isinstance(r, Chunk)]
+            except Exception:  # a damaged file: the reader says what is wrong
+                return
+        if not any(crcs):
+            LOG.warning("bag '%s' has no chunk checksums: a corrupted payload is only caught "
+                        'if it fails to decode or is refused as bad input', path.name)
+
+
+@contextlib.contextmanager
+def _skipped(report: BagReport, what: str, time_ns: int) -> Iterator[None]:
+    """Skip and count a pose or transform the checks refuse (NaN, zero quaternion, ...)."""
+    try:
+        yield
+    except FrameError as err:
+        if report.skipped[err.kind] == 0:
+            LOG.warning('skipping a %s at %.3f s: [%s] %s (further ones counted)', what,
+                        time_ns / 1e9, err.kind, err)
+        report.skipped[err.kind] += 1
+
+
+def _decode(reader: AnyReader, conn: Any, time_ns: int, raw: bytes, report: BagReport) -> Any:
+    """Deserialize one message; a payload that does not decode is skipped and counted."""
+    try:
+        return reader.deserialize(raw, conn.msgtype)
+    except Exception as err:  # the CDR decoder raises various errors for garbage
+        if report.skipped['undecodable_message'] == 0:
+            LOG.warning("skipping a message on '%s' at %.3f s that does not decode as %s: %s "
+                        '(further ones counted)', conn.topic, time_ns / 1e9, conn.msgtype, err)
+        report.skipped['undecodable_message'] += 1
+        return None
 
 
 def _process_image(msg: Any, info: Any, lookup: Any, pipeline: Pipeline,
