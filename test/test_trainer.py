@@ -100,3 +100,39 @@ def test_torchrun_ddp_on_cpu(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'steps 1..2' in result.stdout
     assert load_model(tmp_path / 'ddp' / MODEL_FILE).config.backbone == cfg['backbone']
+
+
+def test_a_killed_run_leaves_a_marked_checkpoint_and_resumes_with_a_clean_log(
+        tmp_path: Path) -> None:
+    import json
+
+    from mvfm_ros.models.checkpoint import read_checkpoint
+    from mvfm_ros.train.trainer import LATEST_FILE
+
+    class Killed(Exception):
+        pass
+
+    config = tiny_config(tmp_path, checkpoint_every=100, checkpoint_minutes=0.0)
+    first = Trainer(config)
+    original = first.train_step
+
+    def dies_at_step_5():
+        if first.step == 4:
+            raise Killed
+        return original()
+
+    first.train_step = dies_at_step_5
+    with pytest.raises(Killed):
+        first.fit()
+    # Checkpointed by wall time (every step here), long before checkpoint_every.
+    assert not (tmp_path / MODEL_FILE).exists()
+    metadata, _ = read_checkpoint(tmp_path / LATEST_FILE)
+    assert (metadata['training_final'], metadata['training_step']) == ('False', '4')
+    resumed = Trainer(config)
+    resumed.fit(resume=True)
+    steps = [json.loads(line)['step'] for line in
+             (tmp_path / 'log.jsonl').read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]  # no step logged twice
+    metadata, _ = read_checkpoint(tmp_path / MODEL_FILE)
+    assert (metadata['training_final'], metadata['training_step']) == ('True', '6')
+    assert not (tmp_path / LATEST_FILE).exists()

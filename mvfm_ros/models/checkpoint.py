@@ -43,8 +43,12 @@ def backbone_fingerprint(state: dict[str, torch.Tensor]) -> str:
 
 
 def save_checkpoint(model: 'MultiViewModel', path: str | os.PathLike,
-                    include_backbone: bool | None = None) -> None:
-    """Write ``model``'s checkpoint atomically (a temporary file renamed into place)."""
+                    include_backbone: bool | None = None,
+                    training: dict[str, str] | None = None) -> None:
+    """Write ``model``'s checkpoint atomically (a temporary file renamed into place).
+
+    ``training`` adds metadata about the run (``step``, ``steps``, ``final``).
+    """
     path = Path(path)
     backbone = model.backbone_state_dict()
     if include_backbone is None:
@@ -61,6 +65,7 @@ def save_checkpoint(model: 'MultiViewModel', path: str | os.PathLike,
         'backbone_fingerprint': backbone_fingerprint(backbone),
         'weights_source': model.weights_source,
         'includes_backbone': json.dumps(bool(include_backbone)),
+        **{f'training_{k}': str(v) for k, v in (training or {}).items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.tmp')

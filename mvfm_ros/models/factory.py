@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from mvfm_ros.models.checkpoint import (
 from mvfm_ros.models.config import MVFMConfig
 from mvfm_ros.models.mvfm import MultiViewModel
 from mvfm_ros.models.weights import create_backbone, resolve_weights
+
+LOG = logging.getLogger('mvfm_ros.models')
 
 
 def _source_name(pretrained: bool | str | os.PathLike) -> str:
@@ -78,6 +81,9 @@ def load_model(path: str | os.PathLike, pretrained: bool | str | os.PathLike | N
         map_location: device to put the model on.
     """
     metadata, tensors = read_checkpoint(path)
+    if metadata.get('training_final') == 'False':
+        LOG.warning("'%s' is an intermediate checkpoint of an unfinished run (step %s of %s)",
+                    path, metadata.get('training_step'), metadata.get('training_steps'))
     config = MVFMConfig.from_json(metadata['config'])
     if json.loads(metadata['includes_backbone']):
         model = _build(config, False)

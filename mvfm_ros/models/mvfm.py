@@ -317,17 +317,19 @@ class MultiViewModel(nn.Module):
         return out.reshape(b, v, *out.shape[1:])
 
     # ---------------------------------------------------------------------------- checkpoints
-    def save(self, path: str | os.PathLike, include_backbone: bool | None = None) -> None:
+    def save(self, path: str | os.PathLike, include_backbone: bool | None = None,
+             training: dict[str, str] | None = None) -> None:
         """Write a safetensors checkpoint: trainable weights plus the configuration.
 
         Args:
             path: output file (``.safetensors``).
             include_backbone: also store the frozen backbone weights. Default: only when the
                 backbone was randomly initialised (it could not be rebuilt otherwise).
+            training: run metadata stored with it (``step``, ``steps``, ``final``).
         """
         from mvfm_ros.models.checkpoint import save_checkpoint
 
-        save_checkpoint(self, path, include_backbone)
+        save_checkpoint(self, path, include_backbone, training)
 
     def load_trainable(self, path: str | os.PathLike) -> None:
         """Load adapters/rays/LoRA from a checkpoint made for this same backbone and layout.

@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 100
+    checkpoint_minutes: float = 5.0  # also checkpoint when this much wall time has passed
     output: str = 'runs/train'
     save_backbone: bool | None = None  # store the backbone in model.safetensors (None: if random)
 

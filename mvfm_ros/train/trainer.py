@@ -27,7 +27,8 @@ from mvfm_ros.train.pretrain import augmented_pairs
 
 LOG = logging.getLogger('mvfm_ros.train')
 STATE_FILE = 'train_state.safetensors'
-MODEL_FILE = 'model.safetensors'
+MODEL_FILE = 'model.safetensors'  # written once, when the run finishes (metadata final=True)
+LATEST_FILE = 'latest.safetensors'  # the model at the last checkpoint of an unfinished run
 BACKBONE_FILE = 'backbone.safetensors'
 
 
@@ -226,11 +227,20 @@ class Trainer:
         torch.set_rng_state(tensors['rng/torch'])
         self.step = int(metadata['step'])
 
-    def save_outputs(self, out: Path) -> None:
-        """Write the train state and the model (and, when pretraining, the bare backbone)."""
+    def save_outputs(self, out: Path, steps: int) -> None:
+        """Write the train state and the model (and, when pretraining, the bare backbone).
+
+        Before the last step the model goes to ``latest.safetensors`` (marked not final); at
+        the last step to ``model.safetensors`` (marked final) and ``latest`` is removed, so a
+        killed run never leaves a ``model.safetensors`` that looks finished.
+        """
         self.save_state(out / STATE_FILE)
         include = True if self.pretraining else self.config.save_backbone
-        self.model.save(out / MODEL_FILE, include_backbone=include)
+        final = self.step >= steps
+        self.model.save(out / (MODEL_FILE if final else LATEST_FILE), include_backbone=include,
+                        training={'step': self.step, 'steps': steps, 'final': final})
+        if final:
+            (out / LATEST_FILE).unlink(missing_ok=True)
         if self.pretraining:
             tmp = out / (BACKBONE_FILE + '.tmp')
             save_file({k: v.detach().cpu().contiguous()
@@ -248,7 +258,10 @@ class Trainer:
             LOG.info('resumed from %s at step %d', out / STATE_FILE, self.step)
         history = []
         main = self.rank == 0
+        if main:
+            _truncate_log(out / 'log.jsonl', self.step)  # steps after the state are redone
         bar = tqdm(total=steps, initial=self.step, disable=not main, desc='train')
+        saved = time.monotonic()
         with open(out / 'log.jsonl', 'a') as log:
             while self.step < steps:
                 start = time.perf_counter()
@@ -260,7 +273,21 @@ class Trainer:
                 if main and (self.step % self.config.log_every == 0 or self.step == steps):
                     log.write(json.dumps(record) + '\n')
                     log.flush()
-                if main and (self.step % self.config.checkpoint_every == 0 or self.step == steps):
-                    self.save_outputs(out)
+                due = (self.step % self.config.checkpoint_every == 0 or self.step == steps
+                       or time.monotonic() - saved >= 60 * self.config.checkpoint_minutes)
+                if main and due:
+                    self.save_outputs(out, steps)
+                    saved = time.monotonic()
         bar.close()
         return history
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines up to ``step`` (a resumed run redoes the steps after it)."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines()
+             if line.strip() and json.loads(line).get('step', 0) <= step]
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(''.join(line + '\n' for line in lines))
+    os.replace(tmp, path)
