@@ -17,6 +17,7 @@ setup(
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
         (f'share/{PACKAGE}/config/demo', glob('config/demo/*.yaml')),
         (f'share/{PACKAGE}/msg', glob('msg/*.msg')),
+        (f'share/{PACKAGE}/demo/bag', glob('demo/bag/*')),
     ],
     package_data={PACKAGE: ['demo/*.safetensors']},
     python_requires='>=3.10',
@@ -51,7 +52,7 @@ setup(
             'process_bag = mvfm_ros.ros.bag:main',
             'mvfm-demo = mvfm_ros.ros.demo:main',
             'mvfm-bench = mvfm_ros.bench.cli:main',
-            'mvfm-export = mvfm_ros.bench.export:main',
+            'mvfm-export = mvfm_ros.bench.export_cli:main',
         ],
     },
 )

@@ -24,6 +24,30 @@ SIZE = (96, 128)
 STEP_NS = 200_000_000
 
 
+class ConsoleLog:
+    """The node's log lines as printed on the console (pytest's ``capfd``).
+
+    /rosout is not used: lines logged from several callback threads at once were seen missing
+    there while present on the console.
+    """
+
+    def __init__(self, capfd) -> None:
+        """Start collecting (output before this is dropped)."""
+        self.capfd = capfd
+        self.text = ''
+        capfd.readouterr()
+
+    def lines(self) -> list[str]:
+        """Every line printed so far."""
+        out = self.capfd.readouterr()
+        self.text += out.out + out.err
+        return self.text.splitlines()
+
+    def has(self, fragment: str) -> bool:
+        """Whether a printed line contains ``fragment``."""
+        return any(fragment in line for line in self.lines())
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` seconds pass."""
     end = time.monotonic() + timeout

@@ -195,7 +195,7 @@ def test_a_truncated_bag_is_a_clear_error(small_bag, engine, tmp_path) -> None:
     shutil.copytree(small_bag, broken)
     data = next(broken.glob('*.mcap'))
     data.write_bytes(data.read_bytes()[:data.stat().st_size * 2 // 3])
-    with pytest.raises(BagError, match=r"cannot read bag .*broken.* after \d+ images"):
+    with pytest.raises(BagError, match=r'cannot read bag .*broken.* after \d+ images'):
         process_bag(broken, tmp_path / 'out', BagOptions(pipeline=PipelineConfig(**CONFIG)),
                     engine=engine, progress=False)
     assert not list(tmp_path.glob('*out*'))  # nothing half-written left behind

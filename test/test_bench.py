@@ -9,8 +9,8 @@ from conftest import TINY_ADAPTER, perturb_trainable
 
 from mvfm_ros import build_model
 from mvfm_ros.bench.cli import main as bench_main
-from mvfm_ros.bench.cli import parse_placement
 from mvfm_ros.bench.export import TOLERANCE, check, export
+from mvfm_ros.bench.measure import parse_placement
 
 pytest.importorskip('onnxruntime')
 

@@ -26,7 +26,7 @@ def test_colcon_build_installs_interfaces_python_and_scripts(tmp_path) -> None:
     files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for name in files:  # the package as a checkout has it, without .venv or build outputs
-        if (ROOT / name).is_file() and not name.startswith(('demo/', 'docs/')):
+        if (ROOT / name).is_file() and not name.startswith('docs/'):
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
     prefix = str(VENV_BIN.parent)

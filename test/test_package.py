@@ -99,3 +99,26 @@ def test_imports_point_one_way() -> None:
             if bad:
                 offenders[str(path.relative_to(ROOT))] = sorted(bad)
     assert not offenders
+
+
+def test_console_scripts_answer_help_fast_and_document_every_option() -> None:
+    """``--help`` loads no PyTorch, and every option says what it does (defaults shown)."""
+    import subprocess
+    import sys
+
+    scripts = dict(re.findall(r"'([\w-]+) = ([\w.]+):main'", (ROOT / 'setup.py').read_text()))
+    assert len(scripts) >= 8
+    for name, module in scripts.items():
+        code = (f'import sys, {module} as m; '
+                'p = m.build_parser() if hasattr(m, "build_parser") else None; '
+                'bad = [a.dest for a in (p._actions if p else []) '
+                '       if a.dest != "help" and not (a.help or "").strip()]; '
+                'print("torch" in sys.modules, bad)')
+        out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                             check=True).stdout.strip().split(maxsplit=1)
+        assert out == ['False', '[]'], (name, out)
+        exe = Path(sys.executable).with_name(name)
+        if exe.exists():
+            run = subprocess.run([str(exe), '--help'], capture_output=True, text=True,
+                                 timeout=60)
+            assert run.returncode == 0 and 'usage' in run.stdout, name

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from ros_helpers import (  # isort: skip
-    STEP_NS, Player, frame_messages, make_node, start, stamp, wait_for)
+    STEP_NS, ConsoleLog, Player, frame_messages, make_node, start, stamp, wait_for)
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
-from rcl_interfaces.msg import Log, Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -45,14 +45,14 @@ def _value(value) -> ParameterValue:
 class Rig:
     """The node, a player, service clients, and what the node said."""
 
-    def __init__(self, harness, sequence) -> None:
+    def __init__(self, harness, sequence, capfd) -> None:
         """Create publishers and clients; wait for the node to be reachable."""
         self.harness = harness
         self.node = harness.node
         self.sample, self.images = sequence
         self.player = Player(harness)
         self.prompt = harness.publisher(PointStamped, '/clicked_point', 10)
-        self.logs = harness.subscribe(Log, '/rosout', depth=500)
+        self.logs = ConsoleLog(capfd)
         self.diags = harness.subscribe(DiagnosticArray, '/diagnostics')
         self.feats = harness.subscribe(Image, '/mvfm/features')
         name = self.node.get_fully_qualified_name()
@@ -219,10 +219,10 @@ PARAMETER_CASES = [('window_size', 0), ('window_size', -1), ('window_size', 1000
                    ('diagnostics_period', 0.0), ('num_segments', 300), ('cameras', ['a b'])]
 
 
-def test_reliability_matrix(ros_context, sequence) -> None:
+def test_reliability_matrix(ros_context, sequence, capfd) -> None:
     harness = start(make_node(log_throttle=120.0))
     try:
-        rig = Rig(harness, sequence)
+        rig = Rig(harness, sequence, capfd)
         node = rig.node
         # An image before any camera_info.
         img, _, pose = rig.frame()
@@ -285,7 +285,8 @@ def test_reliability_matrix(ros_context, sequence) -> None:
             assert result['r'].success is False
         assert len(tried) >= 25, tried
         # One log line per kind, however often it happened (log_throttle 120 s).
-        lines = [m.msg for m in rig.logs if m.msg.startswith('[')]
+        lines = [line[line.index(']: [') + 3:] for line in rig.logs.lines()
+                 if '[mvfm_perception]: [' in line]
         kinds = {line[1:line.index(']')] for line in lines}
         for kind in kinds:
             assert sum(line.startswith(f'[{kind}]') for line in lines) == 1, (kind, lines)
@@ -300,11 +301,11 @@ def test_reliability_matrix(ros_context, sequence) -> None:
         harness.close()
 
 
-def test_a_pose_from_the_future_does_not_stop_output(ros_context, sequence) -> None:
+def test_a_pose_from_the_future_does_not_stop_output(ros_context, sequence, capfd) -> None:
     """One PoseStamped 3 h ahead used to evict every real pose (defect 2)."""
     harness = start(make_node())
     try:
-        rig = Rig(harness, sequence)
+        rig = Rig(harness, sequence, capfd)
         now = rig.node.get_clock().now().nanoseconds
         rig.t = now - 20 * STEP_NS  # real-time stamps, as a live robot has
         rig.served()
@@ -319,11 +320,11 @@ def test_a_pose_from_the_future_does_not_stop_output(ros_context, sequence) -> N
         harness.close()
 
 
-def test_a_time_jump_back_recovers_by_itself(ros_context, sequence) -> None:
+def test_a_time_jump_back_recovers_by_itself(ros_context, sequence, capfd) -> None:
     """A bag loop or clock reset: stamps jump back a minute; output resumes (defect 2)."""
     harness = start(make_node())
     try:
-        rig = Rig(harness, sequence)
+        rig = Rig(harness, sequence, capfd)
         rig.t = 1000 * STEP_NS
         rig.served()
         rig.served()
@@ -336,7 +337,7 @@ def test_a_time_jump_back_recovers_by_itself(ros_context, sequence) -> None:
         harness.close()
 
 
-def test_poses_are_taken_in_while_an_image_callback_is_busy(ros_context, sequence,
+def test_poses_are_taken_in_while_an_image_callback_is_busy(ros_context, sequence, capfd,
                                                             monkeypatch) -> None:
     """Image conversion and pose intake run in separate callback groups (defect 5)."""
     import mvfm_ros.ros.node as node_module
@@ -350,7 +351,7 @@ def test_poses_are_taken_in_while_an_image_callback_is_busy(ros_context, sequenc
     monkeypatch.setattr(node_module, 'frame_from_messages', slow)
     harness = start(make_node())
     try:
-        rig = Rig(harness, sequence)
+        rig = Rig(harness, sequence, capfd)
         source = rig.node.pose_sources['camera']
         img, info, pose = rig.frame()
         rig.send(img, info, pose)

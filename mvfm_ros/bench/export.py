@@ -12,19 +12,14 @@ then check the engine against this ONNX file with the same inputs (``polygraphy 
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from mvfm_ros.models.factory import load_model
 from mvfm_ros.models.mvfm import MultiViewModel
-from mvfm_ros.pipeline.engine import demo_model_path
 
 TOLERANCE = 1e-3  # max |onnx - torch| relative to the largest |torch| feature value
 
@@ -98,37 +93,3 @@ def check(model: MultiViewModel, path: Path, views: int, size: tuple[int, int],
         out[f'{name}_max_abs_diff'] = float(np.abs(ref - value).max())
         out[f'{name}_relative_diff'] = out[f'{name}_max_abs_diff'] / max(scale, 1e-12)
     return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the command-line interface (also checked against the README)."""
-    parser = argparse.ArgumentParser(prog='mvfm-export', description=__doc__.split('\n\n')[0])
-    parser.add_argument('checkpoint', nargs='?', default=None,
-                        help='model checkpoint (default: the shipped demo model)')
-    parser.add_argument('--output', type=Path, default=Path('mvfm.onnx'))
-    parser.add_argument('--views', type=int, default=4)
-    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input size (default: the size the model was trained at)')
-    parser.add_argument('--opset', type=int, default=18)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
-    args = build_parser().parse_args(argv)
-    model = load_model(args.checkpoint or demo_model_path())
-    size = tuple(args.size or model.config.input_size or (224, 224))
-    names = export(model, args.output, args.views, size, args.opset)
-    report = check(model, args.output, args.views, size)
-    ok = all(v <= TOLERANCE for k, v in report.items() if k.endswith('relative_diff'))
-    report.update({'onnx': str(args.output), 'outputs': names, 'views': args.views,
-                   'size': list(size), 'tolerance_relative': TOLERANCE, 'passed': ok})
-    print(json.dumps(report, indent=2))
-    if not ok:
-        print('mvfm-export: ONNX output differs from PyTorch beyond the tolerance',
-              file=sys.stderr)
-    return 0 if ok else 1
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

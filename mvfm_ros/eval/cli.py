@@ -9,25 +9,13 @@ import math
 import time
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from mvfm_ros.data.correspondence import sample_correspondences
-from mvfm_ros.eval.evaluate import METHODS, Evaluator
-from mvfm_ros.eval.metrics import hard_matches
-from mvfm_ros.geometry.sampling import to_pixels, to_unit
-from mvfm_ros.models.factory import load_model
-from mvfm_ros.train.config import DataConfig
-from mvfm_ros.train.dataset import MatchDataset
-from mvfm_ros.viz.colors import normal_colors
-from mvfm_ros.viz.figures import plot_matches, plot_metric_bars, plot_window, window_panels
-
 LOG = logging.getLogger('mvfm_ros.eval')
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (also used to document the command)."""
-    parser = argparse.ArgumentParser(prog='mvfm-eval', description=__doc__)
+    parser = argparse.ArgumentParser(prog='mvfm-eval', description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('model', help='model checkpoint (.safetensors from mvfm-train)')
     parser.add_argument('--data', default='procedural',
                         choices=('procedural', '7scenes', 'scannet', 'tum'),
@@ -43,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--supersample', type=int, default=1,
                         help='procedural anti-aliasing (match the training data)')
     parser.add_argument('--stride', type=int, default=2, help='RGB-D frame stride in windows')
-    parser.add_argument('--min-overlap', type=float, default=0.25)
+    parser.add_argument('--min-overlap', type=float, default=0.25,
+                        help='least fraction of each view seen by the first (RGB-D windows)')
     parser.add_argument('--matches', type=int, default=128, help='matches per view pair')
     parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
     parser.add_argument('--json', metavar='FILE', help='write the results as JSON')
@@ -55,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def format_table(results: dict) -> str:
     """Human-readable summary of :meth:`Evaluator.results`."""
+    from mvfm_ros.eval.evaluate import METHODS
+
     corr = results['correspondence']
     keys = ['loc_err'] + [f'recall@{t}px' for t in results['recall_thresholds_px']]
     lines = [f"{'':22}" + ''.join(f'{k:>13}' for k in keys)]
@@ -79,6 +70,14 @@ def format_table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
+    import torch  # after parsing: --help answers without loading PyTorch
+    from tqdm import tqdm
+
+    from mvfm_ros.eval.evaluate import Evaluator
+    from mvfm_ros.models.factory import load_model
+    from mvfm_ros.train.config import DataConfig
+    from mvfm_ros.train.dataset import MatchDataset
+
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     device = args.device
     if device == 'auto':
@@ -118,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_plots(results: dict, outputs: list, folder: Path) -> None:
     """Metric bars, one contact sheet and one match picture per example window."""
+    import torch
+
+    from mvfm_ros.data.correspondence import sample_correspondences
+    from mvfm_ros.eval.metrics import hard_matches
+    from mvfm_ros.geometry.sampling import to_pixels, to_unit
+    from mvfm_ros.viz.colors import normal_colors
+    from mvfm_ros.viz.figures import plot_matches, plot_metric_bars, plot_window, window_panels
+
     folder.mkdir(parents=True, exist_ok=True)
     plot_metric_bars(results, folder / 'metrics.png')
     for i, out in enumerate(outputs):

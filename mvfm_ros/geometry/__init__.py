@@ -1,19 +1,32 @@
-"""Camera geometry: intrinsics, rigid poses, Plücker rays and projection (no ROS imports)."""
+"""Camera geometry: intrinsics, rigid poses, Plücker rays and projection (no ROS imports).
 
-from mvfm_ros.geometry.camera import intrinsics_from_camera_info, pixel_grid, scale_intrinsics
-from mvfm_ros.geometry.pose import check_poses, invert_rigid, normalize_cameras
-from mvfm_ros.geometry.projection import project_points, unproject_depth
-from mvfm_ros.geometry.rays import plucker_rays, ray_directions
+Names are imported on first use (PEP 562): the numpy-only pose helpers
+(``mvfm_ros.geometry.interpolation``) load without PyTorch.
+"""
 
-__all__ = [
-    'check_poses',
-    'intrinsics_from_camera_info',
-    'invert_rigid',
-    'normalize_cameras',
-    'pixel_grid',
-    'plucker_rays',
-    'project_points',
-    'ray_directions',
-    'scale_intrinsics',
-    'unproject_depth',
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    'check_poses': 'pose',
+    'intrinsics_from_camera_info': 'camera',
+    'invert_rigid': 'pose',
+    'normalize_cameras': 'pose',
+    'pixel_grid': 'camera',
+    'plucker_rays': 'rays',
+    'project_points': 'projection',
+    'ray_directions': 'rays',
+    'scale_intrinsics': 'camera',
+    'unproject_depth': 'projection',
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f'mvfm_ros.geometry.{_LAZY[name]}'), name)
+    raise AttributeError(f"module 'mvfm_ros.geometry' has no attribute '{name}'")

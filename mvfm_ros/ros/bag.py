@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from mcap.records import Chunk
@@ -27,13 +27,18 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
-from mvfm_ros.pipeline import Engine, FrameError, Pipeline, PipelineConfig, WindowResult
+from mvfm_ros.pipeline.config import PipelineConfig
+from mvfm_ros.pipeline.frame import FrameError, WindowResult
 from mvfm_ros.pipeline.outputs import CAMERA_INFO, IMAGE, topic_name
 from mvfm_ros.pipeline.poses import PoseBuffer
 from mvfm_ros.ros.assemble import frame_from_messages
 from mvfm_ros.ros.conversions import pose_to_matrix, stamp_to_ns, transform_to_matrix
 from mvfm_ros.ros.messages import rosbags_factory, rosbags_typestore
 from mvfm_ros.ros.tf_tree import TransformTree
+
+if TYPE_CHECKING:  # PyTorch is imported only when a bag is processed (--help stays fast)
+    from mvfm_ros.pipeline.engine import Engine
+    from mvfm_ros.pipeline.pipeline import Pipeline
 
 LOG = logging.getLogger('mvfm_ros.bag')
 POSE_TYPES = ('geometry_msgs/msg/PoseStamped', 'nav_msgs/msg/Odometry')
@@ -179,6 +184,9 @@ def process_bag(source: Path, output: Path, options: BagOptions,
             images = _connections(reader, options.image_topic, (IMAGE,))
             infos = _connections(reader, options.camera_info_topic, (CAMERA_INFO,))
             lookup = _read_poses(reader, options, report)
+            from mvfm_ros.pipeline.engine import Engine  # PyTorch: only once the bag is fine
+            from mvfm_ros.pipeline.pipeline import Pipeline
+
             if engine is None:  # loaded once the bag is known to hold what is needed
                 engine, description = Engine.from_config(options.pipeline)
                 LOG.info('model: %s', description)
@@ -296,20 +304,27 @@ def _process_image(msg: Any, info: Any, lookup: Any, pipeline: Pipeline,
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line interface."""
-    parser = argparse.ArgumentParser(prog='mvfm-bag', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='mvfm-bag', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('input', help='input bag (folder with metadata.yaml, MCAP or sqlite3)')
     parser.add_argument('output', help='output bag folder (must not exist)')
     defaults = BagOptions()
-    parser.add_argument('--image-topic', default=defaults.image_topic)
-    parser.add_argument('--camera-info-topic', default=defaults.camera_info_topic)
-    parser.add_argument('--pose-source', choices=('tf', 'topic'), default=defaults.pose_source)
+    parser.add_argument('--image-topic', default=defaults.image_topic,
+                        help='sensor_msgs/Image topic of the camera')
+    parser.add_argument('--camera-info-topic', default=defaults.camera_info_topic,
+                        help='sensor_msgs/CameraInfo topic of the camera')
+    parser.add_argument('--pose-source', choices=('tf', 'topic'), default=defaults.pose_source,
+                        help='tf: /tf + /tf_static at each image stamp; topic: --pose-topic')
     parser.add_argument('--pose-topic', default=defaults.pose_topic,
                         help='PoseStamped or Odometry of the camera optical frame')
-    parser.add_argument('--world-frame', default=defaults.world_frame)
-    parser.add_argument('--output-namespace', default=defaults.output_namespace)
+    parser.add_argument('--world-frame', default=defaults.world_frame,
+                        help='fixed frame of the poses and of the window messages')
+    parser.add_argument('--output-namespace', default=defaults.output_namespace,
+                        help='prefix of the output topics')
     parser.add_argument('--include-inputs', action='store_true',
                         help='copy every input topic to the output bag')
-    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default=defaults.storage)
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default=defaults.storage,
+                        help='storage format of the output bag')
     parser.add_argument('--config', help='node parameter file (perception.yaml): pipeline '
                         'settings are read from it')
     parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',

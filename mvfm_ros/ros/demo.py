@@ -11,6 +11,7 @@ correspondences found with base versus multi-view features (scored with the bag'
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import signal
 import subprocess
@@ -21,9 +22,19 @@ from pathlib import Path
 import numpy as np
 
 from mvfm_ros.pipeline.outputs import OUTPUTS
+from mvfm_ros.resources import data_places
 from mvfm_ros.ros.conversions import image_to_rgb, pose_to_matrix, stamp_to_ns
 
-REPO_BAG = Path(__file__).resolve().parents[2] / 'demo' / 'bag'
+
+def find_demo_bag() -> Path:
+    """Return the demo bag folder, or raise FileNotFoundError naming where it looked."""
+    places = data_places('demo/bag')
+    for place in places:
+        if (place / 'metadata.yaml').is_file():
+            return place
+    raise FileNotFoundError('the demo bag was not found in ' + ', '.join(map(str, places))
+                            + '; pass --bag FOLDER (a bag with /camera/image, '
+                            '/camera/camera_info and /pose)')
 PLAYED = {'/camera/image': 'sensor_msgs/msg/Image',
           '/camera/camera_info': 'sensor_msgs/msg/CameraInfo',
           '/pose': 'geometry_msgs/msg/PoseStamped'}
@@ -32,8 +43,11 @@ PLAYED = {'/camera/image': 'sensor_msgs/msg/Image',
 class Session:
     """The node process, a player/collector node, and what was seen."""
 
-    def __init__(self, node_args: list[str], log_path: Path) -> None:
-        """Start the node process and the local rclpy node."""
+    def __init__(self, node_args: list[str], log_path: Path, keep_outputs: bool = True) -> None:
+        """Start the node process and the local rclpy node.
+
+        With ``keep_outputs`` False (long runs) outputs are only counted, not kept.
+        """
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
@@ -59,6 +73,9 @@ class Session:
                                         stderr=subprocess.STDOUT, text=True)
         # Every output of the node's table, keyed by the stamp of the (new) keyframe.
         self.outputs: dict[str, dict[int, object]] = {o.topic: {} for o in OUTPUTS}
+        self.keep_outputs = keep_outputs
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.last_output = time.monotonic()
         self.arrival: dict[int, float] = {}
         self.sent: dict[int, float] = {}
         self.images: dict[int, np.ndarray] = {}
@@ -72,6 +89,11 @@ class Session:
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
 
     def _output(self, topic: str, msg) -> None:
+        self.counts[topic] += 1
+        if topic == 'features':
+            self.last_output = time.monotonic()
+        if not self.keep_outputs:
+            return
         key = stamp_to_ns(msg.header.stamp)
         self.outputs[topic][key] = msg
         if topic == 'features':
@@ -157,9 +179,12 @@ def play(session: Session, bag: Path, rate: float) -> tuple[dict[int, np.ndarray
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line interface (also checked against the README)."""
-    parser = argparse.ArgumentParser(prog='mvfm-demo', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--bag', type=Path, default=REPO_BAG, help='demo bag folder')
-    parser.add_argument('--output', type=Path, default=Path('demo_output'))
+    parser = argparse.ArgumentParser(prog='mvfm-demo', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--bag', type=Path, help='bag folder to play (default: the demo bag, '
+                        'from this checkout or the installed share/mvfm_ros/demo/bag)')
+    parser.add_argument('--output', type=Path, default=Path('demo_output'),
+                        help='folder for pictures, summary.json and the node log')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
     parser.add_argument('--timeout', type=float, default=300.0,
                         help='seconds to wait for the node to finish after playback')
@@ -169,8 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
+    try:
+        args.bag = args.bag or find_demo_bag()
+    except FileNotFoundError as err:
+        print(f'mvfm-demo: {err}', file=sys.stderr)
+        return 2
     if not args.bag.exists():
-        print(f'mvfm-demo: demo bag {args.bag} not found', file=sys.stderr)
+        print(f'mvfm-demo: bag {args.bag} not found', file=sys.stderr)
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -8,8 +8,6 @@ library by type name. The two libraries differ only in how they take a ``uint8[]
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from mvfm_ros.pipeline.outputs import (
     image_encoding,
     view_messages,
 )
+from mvfm_ros.resources import data_places
 from mvfm_ros.ros.conversions import (
     image_fields,
     ns_to_stamp,
@@ -159,10 +158,7 @@ def msg_folder() -> Path:
 
     ``pip install .`` and ``colcon build`` both install it as ``share/mvfm_ros/msg``.
     """
-    candidates = [Path(__file__).resolve().parents[2] / 'msg',
-                  Path(sys.prefix) / 'share' / 'mvfm_ros' / 'msg']
-    candidates += [Path(p) / 'share' / 'mvfm_ros' / 'msg'
-                   for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    candidates = data_places('msg')
     for folder in candidates:
         if all((folder / name).is_file() for name in MSG_FILES.values()):
             return folder

@@ -47,13 +47,21 @@ def main(args: list[str] | None = None) -> int:
     if '-h' in own or '--help' in own:
         print(help_text())
         return 0
+    import signal
+
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.signals import SignalHandlerOptions
 
     from mvfm_ros.ros.node import PerceptionNode
 
-    rclpy.init(args=None if args is None else ['perception_node', *argv])
+    # rclpy's own signal handler shuts the context down at once, while the inference thread
+    # may still publish (a crash at exit): Ctrl-C and SIGTERM become KeyboardInterrupt in this
+    # thread instead, and the node stops its worker before the context goes.
+    rclpy.init(args=None if args is None else ['perception_node', *argv],
+               signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     node = PerceptionNode()
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
@@ -73,8 +81,8 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        node.close()  # stops the inference thread first
         executor.shutdown(timeout_sec=5)
-        node.close()
         node.destroy_node()
         rclpy.try_shutdown()
     return code

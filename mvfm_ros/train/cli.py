@@ -5,15 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-import torch
-
-from mvfm_ros.train.config import TrainConfig
-from mvfm_ros.train.trainer import MODEL_FILE, Trainer
-
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line interface (also checked against the README)."""
-    parser = argparse.ArgumentParser(prog='mvfm-train', description=__doc__)
+    parser = argparse.ArgumentParser(prog='mvfm-train', description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('config',
                         help='YAML training config (see config/train_dinov2_vits14.yaml)')
     parser.add_argument('--steps', type=int, help='override config steps')
@@ -26,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
+    import torch  # after parsing: --help answers without loading PyTorch
+
+    from mvfm_ros.train.config import TrainConfig
+    from mvfm_ros.train.trainer import MODEL_FILE, Trainer
+
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     config = TrainConfig.from_yaml(args.config, steps=args.steps, output=args.output)
     trainer = Trainer(config)

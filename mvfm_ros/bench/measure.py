@@ -1,0 +1,201 @@
+"""Measurements behind ``mvfm-bench`` (see :mod:`mvfm_ros.bench.cli`): timings per window."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mvfm_ros.bench.cli import DEMO
+from mvfm_ros.bench.export import example_inputs
+from mvfm_ros.bench.timing import time_call
+from mvfm_ros.models.factory import build_model, load_model
+from mvfm_ros.models.trunk import join_states
+from mvfm_ros.pipeline.engine import Engine, demo_model_path, resolve_device
+from mvfm_ros.pipeline.frame import Frame
+from mvfm_ros.ros.messages import rosbags_factory, rosbags_typestore
+
+
+def parse_placement(text: str, depth: int) -> tuple[str, tuple[int, ...] | None, str]:
+    """Parse a placement of adapters into (name, blocks, adapter mode).
+
+    ``all`` (every block), ``last:K`` (one after each of the last K blocks), ``head:N`` (N
+    stacked after the last block) or block indices ``i,j,k`` (a repeated index stacks); any of
+    them prefixed with ``side:`` for a side network (``side:1,3,5``).
+    """
+    mode, body = ('side', text[len('side:'):]) if text.startswith('side:') else ('residual', text)
+    if body == 'all':
+        return text, None, mode
+    kind, _, count = body.partition(':')
+    if kind in ('last', 'head'):
+        k = int(count)
+        if not 0 < k <= depth:
+            raise ValueError(f'placement {text}: K must be in 1..{depth}')
+        return text, tuple(range(depth - k, depth)) if kind == 'last' else (depth - 1,) * k, mode
+    try:
+        return text, tuple(int(i) for i in body.split(',')), mode
+    except ValueError:
+        raise ValueError(f"placement '{text}' is not all, last:K, head:N or i,j,k (optionally "
+                         "after 'side:')") from None
+
+
+def build(args: argparse.Namespace, blocks: tuple[int, ...] | None, mode: str = 'residual'):
+    """Build the model to time: the demo architecture or a timm backbone, random weights."""
+    if args.backbone == DEMO:
+        reference = load_model(demo_model_path())
+        cfg = reference.config
+        options = {name: getattr(cfg, name) for name in cfg.option_names()}
+        options['adapter_blocks'] = blocks
+        options['adapter_mode'] = mode
+        if args.adapter_dim:
+            options['adapter_dim'] = args.adapter_dim
+        return build_model(cfg.backbone, pretrained=False, img_size=cfg.img_size,
+                           backbone_kwargs=cfg.backbone_kwargs, **options)
+    return build_model(args.backbone, pretrained=False, img_size=args.size[0],
+                       adapter_blocks=blocks, adapter_mode=mode, adapter_dim=args.adapter_dim)
+
+
+def measure(args: argparse.Namespace, placement: str, blocks, mode: str,
+            device: torch.device) -> dict[str, Any]:
+    """Take all timings for one placement."""
+    model = build(args, blocks, mode).to(device).eval()
+    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.precision]
+    if args.compile:
+        model.trunk.model.blocks = torch.compile(model.trunk.model.blocks)
+    v, (h, w) = args.views, args.size
+    images, intrinsics, poses = (t.to(device) for t in example_inputs(v, (h, w)))
+
+    def autocast():
+        if dtype is None:
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def base():
+        with autocast():
+            model.base_features(images)
+
+    @torch.inference_mode()
+    def base_one():
+        with autocast():
+            model.trunk(images[0, :1])
+
+    @torch.inference_mode()
+    def multiview():
+        with autocast():
+            model(images, intrinsics, poses)
+
+    with torch.inference_mode(), autocast():
+        cached = [model.frame_tokens(images[0, i:i + 1]) for i in range(v - 1)]
+
+    @torch.inference_mode()
+    def stream():
+        with autocast():
+            new = model.frame_tokens(images[0, v - 1:])
+            model.window_features(join_states([*cached, new]), intrinsics, poses)
+
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    out = {'placement': placement, 'adapter_blocks': list(model.adapter_blocks),
+           'adapter_dim': model.adapters[0].proj_out.in_features, 'adapter_mode': mode}
+    for name, fn in (('base', base), ('multiview', multiview), ('stream', stream),
+                     ('base_1view', base_one)):
+        out[name] = time_call(fn, device, args.repeats, args.warmup)
+    out['peak_memory_mb'] = (torch.cuda.max_memory_allocated(device) / 2**20
+                             if device.type == 'cuda'
+                             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out['engine'] = engine_overhead(model, args, device)
+    med = {name: out[name]['median_ms'] for name in ('base', 'multiview', 'stream',
+                                                     'base_1view')}
+    out['ratios'] = {'multiview_over_base': med['multiview'] / med['base'],
+                     'stream_over_base_1view': med['stream'] / med['base_1view'],
+                     'stream_over_multiview': med['stream'] / med['multiview']}
+    return out
+
+
+def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Time the pipeline's full window step against the model part of it."""
+    engine = Engine(model, device, args.precision, tuple(args.size))
+    rng = np.random.default_rng(0)
+    h, w = args.size
+    k = np.array([[0.8 * w, 0, w / 2], [0, 0.8 * w, h / 2], [0, 0, 1.0]])
+    frames = []
+    for i in range(args.views):
+        pose = np.eye(4)
+        pose[0, 3] = 0.2 * i
+        frames.append(Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), k, pose, i,
+                            uid=i))
+    engine.run(frames)
+    # The streaming step of the node: the newest frame is new, the others are cached. Each
+    # repeat times its three phases in one call, so the fractions cannot go negative.
+    newest = frames[-1]
+    build = rosbags_factory(rosbags_typestore())
+    phases: dict[str, list[float]] = {'model': [], 'outputs': [], 'encode': []}
+    for repeat in range(args.warmup + args.repeats):
+        engine._cache.pop(newest.uid, None)
+        window = engine.run(frames, outputs=[len(frames) - 1])
+        start = time.perf_counter()
+        for _ in build.outputs(window, engine.identity, 'map'):  # every message the node sends
+            pass
+        encode = time.perf_counter() - start
+        if repeat >= args.warmup:
+            phases['model'].append(engine.timing['model_s'])
+            phases['outputs'].append(engine.timing['outputs_s'])
+            phases['encode'].append(encode)
+    model_ms, outputs_ms, encode_ms = (1000 * statistics.median(phases[k])
+                                       for k in ('model', 'outputs', 'encode'))
+    return {'model_ms': model_ms, 'outputs_ms': outputs_ms, 'encode_ms': encode_ms,
+            'step_ms': model_ms + outputs_ms + encode_ms,
+            'outputs_fraction': outputs_ms / model_ms, 'encode_fraction': encode_ms / model_ms,
+            'overhead_fraction': (outputs_ms + encode_ms) / model_ms}
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Format the table printed on screen."""
+    head = (f"{results['backbone']} {results['size'][0]}x{results['size'][1]}, "
+            f"{results['views']} views, {results['device']} ({results['device_name']}), "
+            f"{results['precision']}, median of {results['repeats']} after "
+            f"{results['warmup']} warm-up; adapter width "
+            f"{results['placements'][0]['adapter_dim'] if results['placements'] else '-'}")
+    cols = ('base', 'multiview', 'stream', 'base_1view')
+    lines = [head, f"{'placement':14}" + ''.join(f'{c + " ms":>14}' for c in cols)
+             + f"{'MV/base':>9}{'stream/1view':>14}{'outputs/model':>15}{'encode/model':>14}"]
+    for row in results['placements']:
+        lines.append(f"{row['placement']:14}" + ''.join(
+            f"{row[c]['median_ms']:14.2f}" for c in cols)
+            + f"{row['ratios']['multiview_over_base']:9.2f}"
+            + f"{row['ratios']['stream_over_base_1view']:14.2f}"
+            + f"{100 * row['engine']['outputs_fraction']:14.1f}%"
+            + f"{100 * row['engine']['encode_fraction']:13.1f}%")
+    lines.append("outputs/model: the engine's outputs (normal head, joint PCA and k-means, "
+                 "colour images) per new keyframe, as a share of the model's time; "
+                 'encode/model: building every output message, likewise')
+    return '\n'.join(lines)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every placement asked for; returns the results (JSON-ready)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    depth = build(args, None).trunk.depth
+    placements = [parse_placement(p, depth) for p in args.placements]
+    return {
+        'backbone': args.backbone, 'size': list(args.size), 'views': args.views,
+        'device': str(device), 'precision': args.precision, 'repeats': args.repeats,
+        'warmup': args.warmup, 'compile': args.compile,
+        'device_name': (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                        else f'{platform.processor() or platform.machine()}, '
+                             f'{torch.get_num_threads()} threads'),
+        'torch': torch.__version__,
+        'placements': [measure(args, name, blocks, mode, device)
+                       for name, blocks, mode in tqdm(placements, desc='placements',
+                                                      unit='placement')],
+    }
