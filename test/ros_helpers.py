@@ -12,7 +12,7 @@ import pytest
 rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2 Jazzy wheels) not installed')
 
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -65,9 +65,8 @@ class Harness:
         """Spin ``node`` and a helper node in a background executor."""
         self.node = node
         self.peer = Node('mvfm_test_peer')
-        # Several threads, as the console script spins the node (images and poses in their own
-        # callback groups).
-        self.executor = MultiThreadedExecutor(num_threads=4)
+        # One thread, as the console script spins the node.
+        self.executor = SingleThreadedExecutor()
         self.executor.add_node(node)
         self.executor.add_node(self.peer)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -12,13 +12,23 @@ from mvfm_ros.data.correspondence import sample_correspondences
 from mvfm_ros.eval.metrics import hard_matches, location_errors
 from mvfm_ros.geometry.sampling import to_pixels, to_unit
 from mvfm_ros.pipeline import Engine, PipelineConfig
+from mvfm_ros.pipeline.engine import PROMPT_ID
 from mvfm_ros.pipeline.frame import Frame
 from mvfm_ros.pipeline.pipeline import percentiles
 from mvfm_ros.ros.conversions import camera_info_matrix, stamp_to_ns
-from mvfm_ros.viz.colors import pca_colors
-from mvfm_ros.viz.figures import plot_matches, plot_window
+from mvfm_ros.viz.colors import palette, pca_colors
+from mvfm_ros.viz.figures import normals_legend, plot_matches, plot_window
 
 TOLERANCE_PX = 8.0
+
+
+def _number(text: str):
+    """Return a diagnostics value as a number where it is one (they travel as strings)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and 'e' not in text and '.' not in text else value
 
 
 def _array(msg) -> np.ndarray:
@@ -59,9 +69,16 @@ def contact_sheets(session, folder: Path) -> int:
                     [_chw(_array(out[topic][k])) / 255.0 for k in stamps]))
         labels = [f'view {j}{" (new)" if j == msg.new_view else ""}\n{k / 1e9 % 1000:.2f} s'
                   for j, k in enumerate(stamps)]
+        legend = normals_legend() if 'normals (when new)' in panels else []
+        if all(k in out['segmentation'] for k in stamps):
+            ids = sorted(set(np.unique(np.concatenate([
+                _array(out['segmentation'][k]).ravel() for k in stamps])).tolist()))
+            colours = palette(max(ids) + 1)
+            legend += [('prompted object' if i == PROMPT_ID else f'segment {i}',
+                        tuple(colours[i].tolist())) for i in ids]
         plot_window(images, panels, folder / f'window_{i:03d}.png',
                     f'window {msg.window_id} ({len(stamps)} views, features computed together)',
-                    row_labels=labels)
+                    row_labels=labels, legend=legend)
     return len(out['window'])
 
 
@@ -139,7 +156,7 @@ def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, s
                   if windows else None),
         'elapsed_s': elapsed,
         'node_exit_code': exit_code,
-        'diagnostics': diagnostics,
+        'diagnostics': {k: _number(v) for k, v in diagnostics.items()},
     }
     (folder / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary

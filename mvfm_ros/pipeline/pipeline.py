@@ -55,6 +55,7 @@ class PipelineStats:
         self.latencies: collections.deque[float] = collections.deque(maxlen=history)
         self.inference: collections.deque[float] = collections.deque(maxlen=history)
         self.overhead: collections.deque[float] = collections.deque(maxlen=history)
+        self.pose_delay: collections.deque[float] = collections.deque(maxlen=history)
         self.started = time.monotonic()
 
     def count(self, key: str, amount: int = 1) -> None:
@@ -75,6 +76,11 @@ class PipelineStats:
         with self._lock:
             self.overhead.append(seconds)
 
+    def record_pose_delay(self, seconds: float) -> None:
+        """Remember how long after its stamp a pose arrived (clock now minus stamp)."""
+        with self._lock:
+            self.pose_delay.append(seconds)
+
     def snapshot(self) -> dict[str, float]:
         """Counters, rates and latency percentiles as a flat dict."""
         with self._lock:
@@ -82,6 +88,7 @@ class PipelineStats:
             latencies = list(self.latencies)
             inference = list(self.inference)
             overhead = list(self.overhead)
+            pose_delay = list(self.pose_delay)
         now = time.monotonic()
         elapsed = max(now - self.started, 1e-9)
         out['input_rate_hz'] = out.get('frames_received', 0) / elapsed
@@ -95,7 +102,7 @@ class PipelineStats:
         failures = sum(recent[k] for k in ('pose_lookup_failed', 'pose_extrapolation', 'pose_gap'))
         out['pose_failure_rate_recent'] = failures / max(recent['frames_received'], 1)
         for name, values in (('latency', latencies), ('inference', inference),
-                             ('overhead', overhead)):
+                             ('overhead', overhead), ('pose_delay', pose_delay)):
             out.update({f'{name}_{k}_s': v for k, v in percentiles(values).items()})
         if overhead and inference:
             out['overhead_fraction'] = statistics.median(overhead) / statistics.median(inference)

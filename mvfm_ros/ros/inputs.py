@@ -32,7 +32,7 @@ class Input:
     topic: str
     msg_type: type
     callback: Callable[[Any], None]
-    group: Any
+    depth: int
     reliability: ReliabilityPolicy | None = None
     subscription: Any = None
 
@@ -57,9 +57,9 @@ class Inputs:
         self.inputs: list[Input] = []
 
     def add(self, topic: str, msg_type: type, callback: Callable[[Any], None],
-            group: Any) -> None:
-        """Subscribe to an input."""
-        item = Input(topic, msg_type, callback, group)
+            min_depth: int = 1) -> None:
+        """Subscribe to an input (history depth at least ``min_depth``)."""
+        item = Input(topic, msg_type, callback, max(self.depth, min_depth))
         self.inputs.append(item)
         self._subscribe(item, self._wanted(item))
 
@@ -74,7 +74,7 @@ class Inputs:
     def _subscribe(self, item: Input, reliability: ReliabilityPolicy) -> None:
         if item.subscription is not None:
             self.node.destroy_subscription(item.subscription)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth,
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=item.depth,
                          reliability=reliability)
         name = self.node.resolve_topic_name(item.topic)
 
@@ -86,8 +86,7 @@ class Inputs:
 
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
         item.subscription = self.node.create_subscription(
-            item.msg_type, item.topic, item.callback, qos, callback_group=item.group,
-            event_callbacks=events)
+            item.msg_type, item.topic, item.callback, qos, event_callbacks=events)
         item.reliability = reliability
 
     def match(self) -> list[str]:

@@ -6,9 +6,11 @@ configure: read parameters, load the model, create publishers (and the TF listen
 activate: subscribe and start the inference worker. deactivate: unsubscribe, stop the worker,
 free GPU memory. Callbacks only convert, check and enqueue; inference runs in the worker thread.
 
-Threads: images (conversion) and poses run in separate callback groups, so under load a pose is
-never stuck behind image conversion; a lock guards what both touch (pending images, pose
-buffers, the pipeline's intake). The console script spins a multi-threaded executor.
+Threads: the executor (one thread, ``rclpy.spin``) only takes messages: an image callback
+queues the raw message and returns, so pose and camera_info callbacks are never stuck behind
+image conversion. An intake thread converts and checks images, waits (up to ``tf_timeout``) for
+the pose at each image stamp and hands keyframes to the inference worker thread. A lock guards
+what the executor and the intake share (pose buffers, the pipeline's intake).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -41,6 +42,7 @@ from mvfm_ros.pipeline import (
 )
 from mvfm_ros.pipeline.outputs import OUTPUTS, topic_name
 from mvfm_ros.ros.assemble import frame_from_messages
+from mvfm_ros.ros.conversions import stamp_to_ns
 from mvfm_ros.ros.inputs import Inputs
 from mvfm_ros.ros.params import LIVE, all_parameters, validate
 from mvfm_ros.ros.pose_sources import PoseNotYet, TfPoseSource, TopicPoseSource
@@ -49,6 +51,7 @@ NODE_NAME = 'mvfm_perception'
 MAX_PENDING = 64
 MAX_PROMPT_M = 1e6  # a prompt point further than this from the world origin is refused
 QOS_MATCH_PERIOD = 2.0  # seconds between re-matching input reliability to the publishers
+POSE_DEPTH = 100  # history depth of pose subscriptions
 
 
 class PerceptionNode(LifecycleNode):
@@ -72,14 +75,16 @@ class PerceptionNode(LifecycleNode):
         self._subs: list[Any] = []
         self._timers: list[Any] = []
         self._infos: dict[str, Any] = {}
-        self._pending: collections.deque = collections.deque()
+        self._raw: collections.deque = collections.deque()  # (camera, Image, arrival)
+        self._pending: collections.deque = collections.deque()  # (frame, frame_id, deadline)
+        self._intake_cond = threading.Condition()
+        self._intake_thread: threading.Thread | None = None
+        self._intake_stop = False
         self._last_log: dict[str, float] = {}
         self._reported: dict[str, float] = {}
         self.node_counts: collections.Counter[str] = collections.Counter()  # when unconfigured
         self.device_name = 'none'
         self._lock = threading.RLock()
-        self._image_group = MutuallyExclusiveCallbackGroup()
-        self._pose_group = MutuallyExclusiveCallbackGroup()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # rclpy's change_state service raises (and kills the process) for a transition id that
         # is invalid in the current state (ros2/rclpy#1209): check it first.
@@ -142,22 +147,26 @@ class PerceptionNode(LifecycleNode):
                              self.problem)
         for camera in cameras:
             self.inputs.add(self._input_topic(camera, 'camera_info'), CameraInfo,
-                            lambda msg, c=camera: self._infos.__setitem__(c, msg),
-                            self._image_group)
+                            lambda msg, c=camera: self._infos.__setitem__(c, msg))
             self.inputs.add(self._input_topic(camera, 'image'), Image,
-                            lambda msg, c=camera: self._on_image(c, msg), self._image_group)
+                            lambda msg, c=camera: self._on_image(c, msg))
             if self.values['pose_source'] == 'topic':
                 kind = PoseStamped if self.values['pose_type'] == 'pose' else Odometry
+                # Poses are small and must not be lost while an image callback runs: keep
+                # seconds of them, as tf2's listener does (/tf depth 100).
                 self.inputs.add(self._input_topic(camera, self.values['pose_topic']), kind,
-                                lambda msg, c=camera: self._on_pose(c, msg), self._pose_group)
+                                lambda msg, c=camera: self._on_pose(c, msg),
+                                min_depth=POSE_DEPTH)
         if self.values['prompt_topic']:
             self._subs.append(self.create_subscription(
                 PointStamped, self.values['prompt_topic'], self._on_prompt, 10))
         self.get_logger().info('inputs: ' + self.inputs.describe())
         # Pending images are retried when a pose arrives (topic) and on this timer (TF,
         # deadlines); a slow period keeps the timer from crowding out the subscriptions.
-        self._timers.append(self.create_timer(0.1, self._retry_pending,
-                                              callback_group=self._pose_group))
+        self._intake_stop = False
+        self._intake_thread = threading.Thread(target=self._intake_loop, name='mvfm-intake',
+                                               daemon=True)
+        self._intake_thread.start()
         self._timers.append(self.create_timer(QOS_MATCH_PERIOD, self._match_qos))
         self._timers.append(self.create_timer(self.values['diagnostics_period'],
                                               self._publish_diagnostics))
@@ -197,7 +206,14 @@ class PerceptionNode(LifecycleNode):
         for timer in self._timers:
             self.destroy_timer(timer)
         self._subs, self._timers = [], []
+        with self._intake_cond:
+            self._intake_stop = True
+            self._intake_cond.notify_all()
+        if self._intake_thread is not None:
+            self._intake_thread.join(timeout=10)
+            self._intake_thread = None
         with self._lock:
+            self._raw.clear()
             self._pending.clear()
         if self.worker is not None:
             self.worker.stop()
@@ -295,11 +311,38 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning(f'[{kind}] {message}')
 
     def _on_image(self, camera: str, msg: Image) -> None:
+        """Queue the raw image for the intake thread (the executor thread does no work)."""
         if self.pipeline is None:
             return
+        with self._intake_cond:
+            self._raw.append((camera, msg, time.monotonic()))
+            self._intake_cond.notify()
+
+    def _intake_loop(self) -> None:
+        """Convert queued images, attach their poses when they come, submit keyframes."""
+        while True:
+            with self._intake_cond:
+                # Woken by a new image or pose; polls pending images for their deadlines.
+                self._intake_cond.wait_for(lambda: self._raw or self._intake_stop,
+                                           timeout=0.05 if self._pending else 0.5)
+                if self._intake_stop:
+                    return
+                raw = list(self._raw)
+                self._raw.clear()
+            if len(raw) > MAX_PENDING:  # far behind: keep the newest, count the rest
+                for camera, _, _ in raw[:-MAX_PENDING]:
+                    self.pipeline.stats.count('frames_received')
+                    self.problem('frames_dropped', f'camera {camera}: image intake behind; '
+                                 'oldest raw images dropped')
+                raw = raw[-MAX_PENDING:]
+            for camera, msg, arrived in raw:
+                self._convert(camera, msg, arrived)
+            self._retry_pending()
+
+    def _convert(self, camera: str, msg: Image, arrived: float) -> None:
         pipeline = self.pipeline
         try:
-            frame = frame_from_messages(camera, msg, self._infos.get(camera),
+            frame = frame_from_messages(camera, msg, self._infos.get(camera), received=arrived,
                                         now_ns=self.get_clock().now().nanoseconds)
         except FrameError as err:
             pipeline.stats.count('frames_received')
@@ -309,7 +352,7 @@ class PerceptionNode(LifecycleNode):
                 where = f' (subscribed to {topic})'
             self.problem(err.kind, f'camera {camera}: {err}{where}')
             return
-        deadline = time.monotonic() + self.values['tf_timeout']
+        deadline = arrived + self.values['tf_timeout']
         with self._lock:
             if self._try_submit(frame, msg.header.frame_id, deadline):
                 return
@@ -351,15 +394,20 @@ class PerceptionNode(LifecycleNode):
                     self._pending.append((frame, frame_id, deadline))
 
     def _on_pose(self, camera: str, msg: Any) -> None:
+        now = self.get_clock().now().nanoseconds
+        pipeline = self.pipeline
+        if pipeline is not None and now > 0:
+            pipeline.stats.record_pose_delay((now - stamp_to_ns(msg.header.stamp)) / 1e9)
         try:
             with self._lock:
-                notes = self.pose_sources[camera].add(msg, self.get_clock().now().nanoseconds)
+                notes = self.pose_sources[camera].add(msg, now)
         except FrameError as err:
             self.problem(err.kind, f'camera {camera}: {err}')
             return
         for kind, message in notes:
             self.problem(kind, f'camera {camera}: {message}')
-        self._retry_pending()
+        with self._intake_cond:  # images waiting for this pose
+            self._intake_cond.notify()
 
     def _match_qos(self) -> None:
         if self.inputs is not None:

@@ -26,7 +26,7 @@ ROS_PARAMETERS: dict[str, tuple[Any, str]] = {
     'pose_type': ('pose', 'message type on pose_topic: pose (PoseStamped) or odometry '
                   '(Odometry)'),
     'world_frame': ('map', 'fixed frame the poses are expressed in'),
-    'tf_timeout': (0.2, 'seconds to wait for a pose (TF or topic) covering an image stamp'),
+    'tf_timeout': (0.5, 'seconds to wait for a pose (TF or topic) covering an image stamp'),
     'prompt_topic': ('/clicked_point', 'PointStamped selecting an object to segment in every '
                      'view (RViz Publish Point)'),
     'output_namespace': ('mvfm', 'prefix of the output topics'),

@@ -103,6 +103,8 @@ def run_soak(minutes: float, rate: float, output: Path, bag: Path,
                     'output_rate_hz': float(d.get('output_rate_recent_hz', 0)),
                     'pose_failures': sum(int(d.get(key, 0)) for key in (
                         'pose_lookup_failed', 'pose_extrapolation', 'pose_gap')),
+                    'pose_delay_p90_s': float(d.get('pose_delay_p90_s', 0)),
+                    'pose_delay_max_s': float(d.get('pose_delay_max_s', 0)),
                     'frames_received': int(d.get('frames_received', 0)),
                     'frames_dropped': int(d.get('frames_dropped', 0))})
                 print(' '.join(f'{key} {value}' for key, value in rows[-1].items()), flush=True)
@@ -128,6 +130,7 @@ def summarize(rows: list[dict[str, float]], longest_gap: float) -> dict[str, flo
         'rss_growth_after_warmup_pct': 100 * (last['rss_mb'] / warm['rss_mb'] - 1),
         'longest_output_gap_s': longest_gap,
         'pose_failure_rate': last['pose_failures'] / received,
+        'pose_delay_max_s': max(r['pose_delay_max_s'] for r in rows),
         'frames_sent': last['sent'], 'frames_received': last['frames_received'],
         'outputs': last['outputs'], 'frames_dropped': last['frames_dropped'],
     }
@@ -136,7 +139,7 @@ def summarize(rows: list[dict[str, float]], longest_gap: float) -> dict[str, flo
 def format_soak(result: dict[str, Any]) -> str:
     """Table of the samples and the summary."""
     keys = ('t_s', 'rss_mb', 'input_rate_hz', 'output_rate_hz', 'outputs', 'pose_failures',
-            'frames_dropped')
+            'pose_delay_p90_s', 'pose_delay_max_s', 'frames_dropped')
     lines = [' '.join(f'{k:>14}' for k in keys)]
     for row in result['rows']:
         lines.append(' '.join(f'{row[k]:>14.1f}' if isinstance(row[k], float)

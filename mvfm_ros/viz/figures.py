@@ -61,7 +61,8 @@ def plot_metric_bars(results: dict, path: str | os.PathLike) -> None:
 
 def plot_window(images: torch.Tensor, panels: dict[str, torch.Tensor],
                 path: str | os.PathLike, title: str = '',
-                row_labels: list[str] | None = None) -> None:
+                row_labels: list[str] | None = None,
+                legend: list[tuple[str, tuple[float, float, float]]] | None = None) -> None:
     """Contact sheet: one row per view, columns input then each panel.
 
     Args:
@@ -70,6 +71,7 @@ def plot_window(images: torch.Tensor, panels: dict[str, torch.Tensor],
         path: PNG to write.
         title: figure title.
         row_labels: one label per view (default ``view i``).
+        legend: (label, RGB in [0, 1]) entries drawn under the sheet (colour keys).
     """
     columns = {'input': images, **panels}
     v = images.shape[0]
@@ -85,6 +87,12 @@ def plot_window(images: torch.Tensor, panels: dict[str, torch.Tensor],
                 ax.set_title(name, fontsize=9)
     for row in range(v):
         axes[row][0].set_ylabel(row_labels[row] if row_labels else f'view {row}', fontsize=8)
+    if legend:
+        from matplotlib.patches import Patch
+
+        fig.legend(handles=[Patch(color=colour, label=label) for label, colour in legend],
+                   loc='lower center', ncol=min(len(legend), 6), fontsize=7, frameon=False)
+        fig.subplots_adjust(bottom=0.03 + 0.3 / max(v, 1))
     if title:
         fig.suptitle(title, fontsize=10)
     _save(fig, path)
@@ -106,6 +114,15 @@ def window_panels(features: dict[str, torch.Tensor], normals: torch.Tensor | Non
     return panels
 
 
+MAX_DRAWN = 25
+
+
+def normals_legend() -> list[tuple[str, tuple[float, float, float]]]:
+    """Colour key of normals drawn as ``(n + 1) / 2`` in the optical frame."""
+    return [('normal +x (right)', (1.0, 0.5, 0.5)), ('+y (down)', (0.5, 1.0, 0.5)),
+            ('-z (facing the camera)', (0.5, 0.5, 0.0)), ('-y (up, e.g. floor)', (0.5, 0.0, 0.5))]
+
+
 def plot_matches(image_a: torch.Tensor, image_b: torch.Tensor, query_px: torch.Tensor,
                  found_px: dict[str, torch.Tensor], truth_px: torch.Tensor,
                  path: str | os.PathLike, tolerance_px: float = 10.0) -> None:
@@ -120,18 +137,29 @@ def plot_matches(image_a: torch.Tensor, image_b: torch.Tensor, query_px: torch.T
         path: PNG to write.
         tolerance_px: a match within this many pixels of the truth counts as correct.
     """
-    fig, axes = plt.subplots(1, len(found_px), figsize=(6.5 * len(found_px), 3.2),
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, len(found_px), figsize=(6.5 * len(found_px), 3.5),
                              squeeze=False)
     width = image_a.shape[-1]
     pair = torch.cat((image_a.cpu(), image_b.cpu()), dim=-1)
+    shown = torch.arange(len(query_px))[:MAX_DRAWN]  # a readable number of lines
     for ax, (name, found) in zip(axes[0], found_px.items()):
         ok = (found - truth_px).norm(dim=-1) <= tolerance_px
         ax.imshow(to_uint8(pair))
-        for (xa, ya), (xb, yb), good in zip(query_px.tolist(), found.tolist(), ok.tolist()):
-            ax.plot([xa, xb + width], [ya, yb], '-', lw=0.8, alpha=0.8,
-                    color='#2ca02c' if good else '#d62728')
+        for i in shown.tolist():
+            (xa, ya), (xb, yb) = query_px[i].tolist(), found[i].tolist()
+            colour = '#2ca02c' if ok[i] else '#d62728'
+            ax.plot([xa, xb + width], [ya, yb], '-', lw=1.0, alpha=0.85, color=colour)
+            ax.plot([xa], [ya], 'o', ms=3, color=colour)
         ax.set_title(f'{METHOD_LABELS.get(name, name)}: {int(ok.sum())}/{len(ok)} within '
                      f'{tolerance_px:g} px', fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.legend(handles=[Line2D([], [], color='#2ca02c', marker='o', ms=3,
+                               label=f'match within {tolerance_px:g} px of the truth'),
+                        Line2D([], [], color='#d62728', marker='o', ms=3, label='wrong match')],
+               loc='lower center', ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f'query points in the left view (dots) and their match in the right view '
+                 f'({min(len(query_px), MAX_DRAWN)} of {len(query_px)} drawn)', fontsize=9)
     _save(fig, path)
