@@ -6,10 +6,10 @@ The public API is imported lazily, so ``import mvfm_ros`` stays cheap for tools 
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
-from typing import Any
+
+from mvfm_ros._lazy import lazy_getattr
 
 __version__ = '0.1.0'
 
@@ -22,17 +22,12 @@ if _GENERATED.is_dir() and str(_GENERATED) not in __path__:
     __path__.append(str(_GENERATED))
 
 _LAZY = {
-    'build_model': 'mvfm_ros.models',
-    'load_model': 'mvfm_ros.models',
-    'MultiViewModel': 'mvfm_ros.models',
-    'MVFMConfig': 'mvfm_ros.models',
+    'build_model': 'models',
+    'load_model': 'models',
+    'MultiViewModel': 'models',
+    'MVFMConfig': 'models',
 }
 
 __all__ = sorted(_LAZY) + ['__version__']
 
-
-def __getattr__(name: str) -> Any:
-    """Import public names on first use (PEP 562)."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mvfm_ros' has no attribute '{name}'")
+__getattr__ = lazy_getattr('mvfm_ros', _LAZY)

@@ -338,37 +338,71 @@ def test_tf_pose_source_against_real_tf2_ros(ros_context, sequence) -> None:
         harness.close()
 
 
-def test_console_script_autostarts_and_shuts_down_cleanly(ros_context) -> None:
-    """``perception_node`` with autostart reaches active (publishes diagnostics), exits on ^C."""
-    import time
+def test_console_script_as_the_readme_runs_it(ros_context, sequence) -> None:
+    """Serve every keyframe, the first included, started as the README says; exit 0 on ^C.
 
+    The command line: remapped inputs, topic poses and autostart.
+    """
+    from geometry_msgs.msg import PoseStamped
     from rclpy.node import Node
 
     exe = os.path.join(os.path.dirname(sys.executable), 'perception_node')
     if not os.path.exists(exe):
         pytest.skip('perception_node console script not installed (pip install -e .)')
-    watcher = Node('mvfm_test_watcher')
+    sample, images = sequence
+    peer = Node('mvfm_test_camera')
     try:
-        got = []
-        watcher.create_subscription(DiagnosticArray, '/diagnostics', got.append, 10)
+        feats = []
+        peer.create_subscription(Image, '/mvfm/features', feats.append, 50)
+        image = peer.create_publisher(Image, '/x', 10)
+        info = peer.create_publisher(CameraInfo, '/y', 10)
+        pose = peer.create_publisher(PoseStamped, '/p', 10)
         proc = subprocess.Popen(
-            [exe, '--ros-args', '-p', 'autostart:=true', '-p', 'pose_source:=topic',
-             '-p', 'diagnostics_period:=0.2'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+            [exe, '--ros-args', '-r', 'image:=/x', '-r', 'camera_info:=/y', '-p',
+             'pose_source:=topic', '-p', 'pose_topic:=/p', '-p', 'autostart:=true'],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        def spin_until(condition, timeout):
+            end = time.monotonic() + timeout
+            while not condition() and time.monotonic() < end and proc.poll() is None:
+                rclpy.spin_once(peer, timeout_sec=0.05)
+            return condition()
+
         try:
-            end = time.monotonic() + 60
-            while not got and time.monotonic() < end and proc.poll() is None:
-                rclpy.spin_once(watcher, timeout_sec=0.1)
-            assert got, 'no diagnostics from the autostarted node'
-            assert any(s.name.startswith('mvfm_perception') for s in got[0].status)
+            assert spin_until(lambda: image.get_subscription_count() > 0 and
+                              pose.get_subscription_count() > 0, 60), 'node did not subscribe'
+            sent = []
+            for i in range(3):  # moving 0.15 m apart or more: every frame is a keyframe
+                img, inf, pos = frame_messages(images[2 * i], sample.intrinsics[2 * i].numpy(),
+                                               sample.cam_to_world[2 * i].double().numpy(),
+                                               (80 + 10 * i) * STEP_NS)
+                info.publish(inf)
+                pose.publish(pos)
+                image.publish(img)
+                sent.append((img.header.stamp.sec, img.header.stamp.nanosec))
+                assert spin_until(lambda i=i: len(feats) > i, 30), f'no features for frame {i}'
+            assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in feats] == sent
         finally:
             proc.send_signal(signal.SIGINT)
             out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out
-        assert 'shipped DEMO model' in out
-        assert 'Traceback' not in out
+        assert 'shipped DEMO model' in out and 'Traceback' not in out
     finally:
-        watcher.destroy_node()
+        peer.destroy_node()
+
+
+def test_console_script_help_and_failed_autostart() -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), 'perception_node')
+    if not os.path.exists(exe):
+        pytest.skip('perception_node console script not installed (pip install -e .)')
+    run = subprocess.run([exe, '--help'], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and 'autostart' in run.stdout and 'window_size' in run.stdout
+    # A configure that fails under autostart ends the process with status 1 (no idling).
+    run = subprocess.run([exe, '--ros-args', '-p', 'autostart:=true', '-p',
+                          'checkpoint:=/nonexistent.safetensors'], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert 'configure failed' in run.stdout + run.stderr
 
 
 def test_demo_model_is_shipped_and_small() -> None:

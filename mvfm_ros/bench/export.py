@@ -1,13 +1,6 @@
-"""``mvfm-export``: the multi-view model as ONNX, checked against PyTorch with onnxruntime.
+"""ONNX export of the multi-view model and its check with onnxruntime (``mvfm-export``).
 
-The graph takes ``images (1, V, 3, H, W)`` in [0, 1], ``intrinsics (1, V, 3, 3)`` and
-``cam_to_world (1, V, 4, 4)`` and returns ``features (1, V, C, h, w)`` (and ``normals`` when the
-model has a normal head); V, H and W are fixed at export time, as TensorRT engines prefer.
-
-On a Jetson (JetPack 6, TensorRT 10):
-``trtexec --onnx=mvfm.onnx --saveEngine=mvfm.plan --fp16`` (``--bf16`` on Orin with TRT >= 10),
-then check the engine against this ONNX file with the same inputs (``polygraphy run mvfm.onnx
---trt --onnxrt``). Keep V, H and W equal to the node's ``window_size`` and input size.
+See :mod:`mvfm_ros.bench.export_cli` for the graph's inputs and outputs and the Jetson notes.
 """
 
 from __future__ import annotations

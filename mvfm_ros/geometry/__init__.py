@@ -6,8 +6,7 @@ Names are imported on first use (PEP 562): the numpy-only pose helpers
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mvfm_ros._lazy import lazy_getattr
 
 _LAZY = {
     'check_poses': 'pose',
@@ -24,9 +23,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    """Import public names on first use."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(f'mvfm_ros.geometry.{_LAZY[name]}'), name)
-    raise AttributeError(f"module 'mvfm_ros.geometry' has no attribute '{name}'")
+__getattr__ = lazy_getattr('mvfm_ros.geometry', _LAZY)

@@ -7,8 +7,7 @@ console scripts answer ``--help`` at once.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mvfm_ros._lazy import lazy_getattr
 
 _LAZY = {
     'AsyncPipeline': 'worker',
@@ -28,9 +27,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    """Import public names on first use."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(f'mvfm_ros.pipeline.{_LAZY[name]}'), name)
-    raise AttributeError(f"module 'mvfm_ros.pipeline' has no attribute '{name}'")
+__getattr__ = lazy_getattr('mvfm_ros.pipeline', _LAZY)
