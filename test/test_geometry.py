@@ -96,6 +96,29 @@ def test_normalize_cameras_is_invariant_to_rigid_transform_and_scale(
                               atol=1e-12)
 
 
+def test_metric_cameras_keep_the_scale_and_ignore_rigid_motion(
+        generator: torch.Generator) -> None:
+    from mvfm_ros.geometry.pose import condition_poses, metric_cameras
+
+    poses = random_rig(4, generator)
+    transform = torch.eye(4, dtype=torch.float64)
+    transform[:3, :3] = random_rotation(generator)
+    transform[:3, 3] = torch.tensor([5.0, -3.0, 1.5], dtype=torch.float64)
+    for ref in range(4):
+        a = metric_cameras(poses, ref, scale=1.0)
+        assert torch.allclose(a, metric_cameras(transform @ poses, ref), atol=1e-10)
+        # Distances between cameras are the metric ones (centring and rotation keep them).
+        assert torch.allclose(torch.cdist(a[0, :, :3, 3], a[0, :, :3, 3]),
+                              torch.cdist(poses[0, :, :3, 3], poses[0, :, :3, 3]), atol=1e-10)
+    twice = poses.clone()
+    twice[..., :3, 3] *= 2
+    assert torch.allclose(metric_cameras(twice)[..., :3, 3],
+                          2 * metric_cameras(poses)[..., :3, 3], atol=1e-10)
+    assert torch.allclose(condition_poses(poses, 1, 'paper'), normalize_cameras(poses, 1))
+    with pytest.raises(ValueError, match='not one of'):
+        condition_poses(poses, 0, 'window')
+
+
 def test_normalize_cameras_pure_rotation_keeps_zero_translation(
         generator: torch.Generator) -> None:
     poses = random_rig(3, generator)

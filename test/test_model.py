@@ -87,6 +87,33 @@ def test_rigid_transform_and_scale_of_all_poses_leave_outputs_unchanged(
     assert not torch.allclose(out, out_nudged, atol=1e-3)
 
 
+def test_metric_conditioning_is_rigid_invariant_but_keeps_scale(
+        generator: torch.Generator) -> None:
+    """``pose_conditioning: metric``: rigid motions change nothing, a change of scale does.
+
+    A 10 cm baseline is not a 1 m one; the setting survives the config's JSON round trip.
+    """
+    model, size = tiny('dinov2_reg', pose_conditioning='metric', metric_scale=2.0)
+    perturb_trainable(model)
+    images, k, poses = inputs(size, generator)
+    transform = torch.eye(4, dtype=torch.float64)
+    transform[:3, :3] = random_rotation(generator)
+    transform[:3, 3] = torch.tensor([10.0, -4.0, 2.5], dtype=torch.float64)
+    moved = (transform @ poses.double()).float()
+    scaled = poses.clone()
+    scaled[..., :3, 3] *= 0.37
+    with torch.no_grad():
+        out = model(images, k, poses)
+        assert torch.allclose(out, model(images, k, moved), atol=1e-4)
+        assert not torch.allclose(out, model(images, k, scaled), atol=1e-3)
+    assert model.config.to_json().count('"metric"') == 1
+    from mvfm_ros.models.config import MVFMConfig
+
+    assert MVFMConfig.from_json(model.config.to_json()) == model.config
+    with pytest.raises(ValueError, match='pose_conditioning'):
+        tiny('dinov2_reg', pose_conditioning='window')
+
+
 def test_gradients_reach_only_trainable_parameters(generator: torch.Generator) -> None:
     model, size = tiny('dinov2_reg', lora_rank=4)
     perturb_trainable(model, scale=0.05)

@@ -54,6 +54,57 @@ def check_poses(cam_to_world: torch.Tensor, tolerance: float = 1e-3) -> None:
         raise ValueError('poses must have the last row 0 0 0 1')
 
 
+POSE_CONDITIONINGS = ('paper', 'metric')
+
+
+def condition_poses(cam_to_world: torch.Tensor, reference_view: int, mode: str,
+                    metric_scale: float = 1.0) -> torch.Tensor:
+    """Poses as the ray conditioning sees them, by the model's ``pose_conditioning``.
+
+    ``paper``: :func:`normalize_cameras` (reference frame, centred, reference camera at
+    distance 2: invariant to the scale of the window, which blows a small baseline up to a
+    large one). ``metric``: :func:`metric_cameras` (reference frame, centred, a fixed
+    metres-to-units scale: a 10 cm stereo pair stays a 10 cm stereo pair).
+
+    Args:
+        cam_to_world: ``(B, V, 4, 4)`` camera-to-world poses (metres for ``metric``).
+        reference_view: index of the view whose frame is the reference.
+        mode: ``paper`` or ``metric``.
+        metric_scale: units per metre in ``metric`` mode.
+
+    Returns:
+        ``(B, V, 4, 4)`` conditioned camera-to-world poses.
+    """
+    if mode == 'paper':
+        return normalize_cameras(cam_to_world, reference_view)
+    if mode == 'metric':
+        return metric_cameras(cam_to_world, reference_view, metric_scale)
+    raise ValueError(f"pose conditioning '{mode}' is not one of {POSE_CONDITIONINGS}")
+
+
+def metric_cameras(cam_to_world: torch.Tensor, reference_view: int = 0,
+                   scale: float = 1.0) -> torch.Tensor:
+    """Express a window of metric poses relative to a reference camera, centred, fixed scale.
+
+    Unchanged by a rigid transform of all poses; a change of scale changes it (the geometry
+    keeps its size).
+
+    Args:
+        cam_to_world: ``(B, V, 4, 4)`` camera-to-world poses in metres.
+        reference_view: index of the view whose frame is the reference.
+        scale: units per metre.
+
+    Returns:
+        ``(B, V, 4, 4)`` poses.
+    """
+    ref = cam_to_world[:, reference_view:reference_view + 1]
+    rel = invert_rigid(ref) @ cam_to_world
+    centres = rel[..., :3, 3]
+    out = rel.clone()
+    out[..., :3, 3] = (centres - centres.mean(dim=1, keepdim=True)) * scale
+    return out
+
+
 def normalize_cameras(
     cam_to_world: torch.Tensor,
     reference_view: int = 0,

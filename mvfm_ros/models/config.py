@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from mvfm_ros.geometry.pose import POSE_CONDITIONINGS
+
 ADAPTER_MODES = ('residual', 'side')
 
 
@@ -39,6 +41,11 @@ class MVFMConfig:
         normal_head: hidden width of the surface-normal probe (0: no normal head).
         input_size: (H, W) the model was trained at, a good default for inference (None:
             unknown). Informational: it does not change the weights' layout.
+        pose_conditioning: how poses are normalised before the ray embedding: ``paper``
+            (reference camera at distance 2 from the window's centre, any scale) or
+            ``metric`` (reference-relative and centred, a fixed ``metric_scale``; for metric
+            poses, as robots have). Checkpoints without it are ``paper``.
+        metric_scale: units per metre of the ``metric`` conditioning.
     """
 
     backbone: str
@@ -56,6 +63,8 @@ class MVFMConfig:
     lora_alpha: float = 32.0
     normal_head: int = 0
     input_size: tuple[int, int] | None = None
+    pose_conditioning: str = 'paper'
+    metric_scale: float = 1.0
 
     def __post_init__(self) -> None:
         """Normalise list-like fields so configs compare equal after a JSON round trip."""
@@ -66,6 +75,9 @@ class MVFMConfig:
         self.backbone_kwargs = dict(self.backbone_kwargs)
         if min(self.ray_dim, self.lora_rank, self.normal_head) < 0 or self.adapter_heads <= 0:
             raise ValueError(f'invalid adapter options in {self}')
+        if self.pose_conditioning not in POSE_CONDITIONINGS or self.metric_scale <= 0:
+            raise ValueError(f"pose_conditioning '{self.pose_conditioning}' must be one of "
+                             f'{POSE_CONDITIONINGS} with a positive metric_scale')
         if self.adapter_mode not in ADAPTER_MODES:
             raise ValueError(f"adapter_mode '{self.adapter_mode}' is not one of {ADAPTER_MODES}")
 

@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from mvfm_ros.geometry.pose import normalize_cameras
+from mvfm_ros.geometry.pose import condition_poses
 from mvfm_ros.geometry.rays import plucker_rays
 from mvfm_ros.layers.lora import LoRALinear
 from mvfm_ros.layers.mv_adapter import MVAdapter
@@ -162,10 +162,13 @@ class MultiViewModel(nn.Module):
                    width: int, reference_view: int = 0) -> torch.Tensor:
         """Embedded Plücker rays of every view, relative to ``reference_view``.
 
+        Poses are conditioned as ``config.pose_conditioning`` says.
+
         Returns:
             ``(B * V, h * w, ray_dim)`` tokens.
         """
-        poses = normalize_cameras(cam_to_world.float(), reference_view)
+        poses = condition_poses(cam_to_world.float(), reference_view,
+                                self.config.pose_conditioning, self.config.metric_scale)
         rays = plucker_rays(intrinsics.float(), poses, height, width)  # (B, V, 6, H, W)
         return self.ray_embed(rays.flatten(0, 1))
 
