@@ -138,3 +138,33 @@ def test_shipped_demo_model_halves_the_base_error_on_held_out_scenes() -> None:
     assert corr['base']['all']['loc_err'] < corr['rgb']['all']['loc_err']
     assert results['cosine_to_base'] > 0.7
     assert results['normals']['median_deg'] < 45
+
+
+def test_across_window_scores_each_view_from_its_own_window(tiny_samples) -> None:
+    """The node's stream: view i comes from the window of views i-W+1..i, not the whole sample."""
+    from conftest import perturb_trainable
+
+    from mvfm_ros.eval.evaluate import node_stream_features
+
+    model = build_model('vit_small_patch16_224', pretrained=False, backbone_kwargs=TINY_VIT,
+                        **TINY_ADAPTER)
+    perturb_trainable(model)
+    sample = tiny_samples[0]  # 3 views
+    streamed = node_stream_features(model, sample, window_size=2)
+    with torch.no_grad():
+        def forward(views):
+            return model(sample.images[views][None], sample.intrinsics[views][None],
+                         sample.cam_to_world[views][None])[0]
+        joint = forward([0, 1, 2])
+        # View 0 alone, view 1 with 0, view 2 with 1 (not with 0): three different windows.
+        assert torch.allclose(streamed[0], forward([0])[0], atol=1e-5)
+        assert torch.allclose(streamed[1], forward([0, 1])[1], atol=1e-5)
+        assert torch.allclose(streamed[2], forward([1, 2])[1], atol=1e-5)
+    assert not torch.allclose(streamed[2], joint[2], atol=1e-3)  # not one window's features
+    evaluator = Evaluator(model, matches_per_pair=16, stream_window=2)
+    for s in tiny_samples:
+        evaluator.add(s)
+    across = evaluator.results()['across_window']
+    assert across['window_size'] == 2 and across['base']['matches'] > 0
+    assert across['multiview']['loc_err'] != evaluator.results()['correspondence'][
+        'multiview']['all']['loc_err']

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
     parser.add_argument('--json', metavar='FILE', help='write the results as JSON')
     parser.add_argument('--plot', metavar='DIR', help='write PNG figures to this folder')
+    parser.add_argument('--stream-window', type=int, default=0, metavar='W',
+                        help='also score across_window: each view from its own sliding window '
+                             'of W views, as the node publishes (use --views > W)')
     parser.add_argument('--examples', type=int, default=2,
                         help='windows drawn as contact sheets with --plot')
     return parser
@@ -58,6 +61,12 @@ def format_table(results: dict) -> str:
         lines.append(f'  {label:>7} (n={row["matches"]:5d}): {cells}')
     lines.append(f"multi-view / base location error: {results['loc_err_ratio_mv_to_base']:.3f}; "
                  f"cosine to base features: {results['cosine_to_base']:.3f}")
+    if 'across_window' in results:
+        a = results['across_window']
+        lines.append(f"across windows (each view from its own window of {a['window_size']}, as "
+                     f"the node publishes): base {a['base']['loc_err']:.4f}, multiview "
+                     f"{a['multiview']['loc_err']:.4f} (ratio "
+                     f"{a['loc_err_ratio_mv_to_base']:.3f})")
     if 'normals' in results:
         n = results['normals']
         lines.append('normals: ' + ', '.join(f'{k} {v:.3f}' for k, v in n.items()))
@@ -94,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f'mvfm-eval: {err}') from err
     count = min(args.windows, len(dataset))
-    evaluator = Evaluator(model, args.matches, seed=args.seed)
+    evaluator = Evaluator(model, args.matches, seed=args.seed,
+                          stream_window=args.stream_window)
     outputs = []
     start = time.perf_counter()
     for index in tqdm(range(count), desc='eval'):

@@ -73,6 +73,28 @@ def window_features(model: MultiViewModel, sample: MultiViewSample,
     return {'rgb': rgb, 'base': base, 'multiview': multi}
 
 
+def node_stream_features(model: MultiViewModel, sample: MultiViewSample,
+                         window_size: int) -> torch.Tensor:
+    """Features ``(V, C, h, w)`` of every view as the node publishes them.
+
+    The views are taken as consecutive keyframes: view ``i`` is computed in its own sliding
+    window (views ``i - window_size + 1 .. i``, the oldest the reference view, as the
+    pipeline's engine runs it), so two views' features generally come from different windows
+    with different companions and reference frames.
+    """
+    device = model.device
+    out = []
+    with torch.no_grad():
+        for i in range(sample.num_views):
+            start = max(0, i - window_size + 1)
+            sl = slice(start, i + 1)
+            feats = model(sample.images[sl].to(device)[None],
+                          sample.intrinsics[sl].to(device)[None],
+                          sample.cam_to_world[sl].to(device)[None])[0]
+            out.append(feats[-1])
+    return torch.stack(out)
+
+
 def window_matches(sample: MultiViewSample, per_pair: int, generator: torch.Generator,
                    ) -> torch.Tensor:
     """Ground-truth correspondences ``(N, 6)`` in pixels: COLMAP tracks if given, else depth."""
@@ -100,8 +122,13 @@ class Evaluator:
     """
 
     def __init__(self, model: MultiViewModel, matches_per_pair: int = 128, seed: int = 0,
-                 max_segments: int = 12) -> None:
-        """Start with nothing accumulated."""
+                 max_segments: int = 12, stream_window: int = 0) -> None:
+        """Start with nothing accumulated.
+
+        ``stream_window`` > 0 also scores ``across_window``: each view's features computed in
+        its own sliding window of that many views, as the node publishes them
+        (:func:`node_stream_features`), against the base features on the same pairs.
+        """
         self.model = model.eval()
         self.matches_per_pair = matches_per_pair
         self.generator = torch.Generator().manual_seed(seed)
@@ -110,11 +137,15 @@ class Evaluator:
         self.cosine: list[float] = []
         self.normals: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.segmentation = {m: [] for m in ('base', 'multiview')}
+        self.stream_window = stream_window
+        self.across = {m: _Errors() for m in ('base', 'multiview')}
         self.windows = 0
 
     def add(self, sample: MultiViewSample) -> WindowOutputs:
         """Evaluate one window; returns its outputs (for plots)."""
         feats = window_features(self.model, sample)
+        streamed = (node_stream_features(self.model, sample, self.stream_window)
+                    if self.stream_window else None)
         height, width = sample.image_size
         rows = window_matches(sample, self.matches_per_pair, self.generator)
         for a, b in rows[:, [0, 3]].long().unique(dim=0).tolist():
@@ -128,6 +159,12 @@ class Evaluator:
                     self.errors[method][key].loc.append(location_errors(found, unit_b).cpu())
                     self.errors[method][key].px.append(
                         pixel_errors(found, unit_b, height, width).cpu())
+            if streamed is not None:  # views a and b come from different windows
+                for method, f in (('base', feats['base']), ('multiview', streamed)):
+                    found = hard_matches(f[a].float(), f[b].float(), unit_a)
+                    self.across[method].loc.append(location_errors(found, unit_b).cpu())
+                    self.across[method].px.append(pixel_errors(found, unit_b, height,
+                                                               width).cpu())
         cos = F.cosine_similarity(feats['multiview'].float(), feats['base'].float(), dim=1)
         self.cosine.append(float(cos.mean()))
         out = WindowOutputs(sample, feats)
@@ -167,6 +204,13 @@ class Evaluator:
             'cosine_to_base': sum(self.cosine) / len(self.cosine) if self.cosine else math.nan,
             'recall_thresholds_px': list(RECALL_THRESHOLDS_PX),
         }
+        if self.stream_window:
+            across = {m: e.summary() for m, e in self.across.items()}
+            base_err = across['base']['loc_err']
+            out['across_window'] = {
+                'window_size': self.stream_window, **across,
+                'loc_err_ratio_mv_to_base': (across['multiview']['loc_err'] / base_err
+                                             if base_err else math.nan)}
         if self.normals:
             pred = torch.cat([p for p, _ in self.normals])
             truth = torch.cat([t for _, t in self.normals])
