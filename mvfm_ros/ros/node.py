@@ -111,7 +111,7 @@ class PerceptionNode(LifecycleNode):
             f'model: {description}; device {self.engine.device}, precision '
             f'{self.engine.precision}, input {self.engine.input_size[1]}x'
             f'{self.engine.input_size[0]}, window {config.window_size}')
-        qos = self._qos('output')
+        qos = self._output_qos()
         cameras = values['cameras']
         for output in OUTPUTS:
             kind = self.messages.types[output.msgtype]
@@ -282,11 +282,11 @@ class PerceptionNode(LifecycleNode):
         return self._change_state(request, response)
 
     # ------------------------------------------------------------------------------- inputs
-    def _qos(self, which: str) -> QoSProfile:
+    def _output_qos(self) -> QoSProfile:
         reliability = (ReliabilityPolicy.RELIABLE
-                       if self.values[f'{which}_reliability'] == 'reliable'
+                       if self.values['output_reliability'] == 'reliable'
                        else ReliabilityPolicy.BEST_EFFORT)
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.values[f'{which}_depth'],
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.values['output_depth'],
                           reliability=reliability)
 
     def _input_topic(self, camera: str, name: str) -> str:
