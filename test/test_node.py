@@ -352,8 +352,10 @@ def test_console_script_as_the_readme_runs_it(ros_context, sequence) -> None:
     sample, images = sequence
     peer = Node('mvfm_test_camera')
     try:
-        feats = []
+        feats, diag = [], {}
         peer.create_subscription(Image, '/mvfm/features', feats.append, 50)
+        peer.create_subscription(DiagnosticArray, '/diagnostics', lambda m: diag.update(
+            {kv.key: kv.value for kv in m.status[0].values}), 10)
         image = peer.create_publisher(Image, '/x', 10)
         info = peer.create_publisher(CameraInfo, '/y', 10)
         pose = peer.create_publisher(PoseStamped, '/p', 10)
@@ -369,8 +371,10 @@ def test_console_script_as_the_readme_runs_it(ros_context, sequence) -> None:
             return condition()
 
         try:
-            assert spin_until(lambda: image.get_subscription_count() > 0 and
-                              pose.get_subscription_count() > 0, 60), 'node did not subscribe'
+            # Subscribed, and (input_reliability auto) matched to these reliable publishers:
+            # its /diagnostics say so once discovery has shown them to the node.
+            assert spin_until(lambda: '/x (reliable)' in diag.get('inputs', '') and
+                              '/y (reliable)' in diag.get('inputs', ''), 60), diag
             sent = []
             for i in range(3):  # moving 0.15 m apart or more: every frame is a keyframe
                 img, inf, pos = frame_messages(images[2 * i], sample.intrinsics[2 * i].numpy(),
