@@ -20,7 +20,7 @@ METHOD_COLOURS = {'rgb': '#9e9e9e', 'base': '#1f77b4', 'multiview': '#d62728'}
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches='tight')  # keeps legends placed below the axes
     plt.close(fig)
 
 
@@ -91,8 +91,8 @@ def plot_window(images: torch.Tensor, panels: dict[str, torch.Tensor],
         from matplotlib.patches import Patch
 
         fig.legend(handles=[Patch(color=colour, label=label) for label, colour in legend],
-                   loc='lower center', ncol=min(len(legend), 6), fontsize=7, frameon=False)
-        fig.subplots_adjust(bottom=0.03 + 0.3 / max(v, 1))
+                   loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=min(len(legend), 6),
+                   fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     _save(fig, path)
@@ -159,7 +159,8 @@ def plot_matches(image_a: torch.Tensor, image_b: torch.Tensor, query_px: torch.T
     fig.legend(handles=[Line2D([], [], color='#2ca02c', marker='o', ms=3,
                                label=f'match within {tolerance_px:g} px of the truth'),
                         Line2D([], [], color='#d62728', marker='o', ms=3, label='wrong match')],
-               loc='lower center', ncol=2, fontsize=8, frameon=False)
+               loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8,
+               frameon=False)
     fig.suptitle(f'query points in the left view (dots) and their match in the right view '
                  f'({min(len(query_px), MAX_DRAWN)} of {len(query_px)} drawn)', fontsize=9)
     _save(fig, path)
