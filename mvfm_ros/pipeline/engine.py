@@ -72,7 +72,7 @@ def model_identity(model: MultiViewModel, checkpoint: str | Path | None) -> dict
     return {'backbone': model.config.backbone,
             'backbone_sha256': backbone_fingerprint(model.backbone_state_dict()),
             'checkpoint_sha256': file_sha256(checkpoint) if checkpoint else '',
-            'pose_conditioning': getattr(model.config, 'pose_conditioning', 'paper')}
+            'pose_conditioning': model.config.pose_conditioning}
 
 
 def load_pipeline_model(config: PipelineConfig) -> tuple[MultiViewModel, str]:

@@ -35,8 +35,8 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 # Counters whose recent rate is reported (events per second over the last RECENT_S seconds).
-RECENT = ('frames_received', 'windows_processed', 'pose_lookup_failed', 'pose_extrapolation',
-          'pose_gap')
+POSE_FAILURES = ('pose_lookup_failed', 'pose_extrapolation', 'pose_gap')
+RECENT = ('frames_received', 'windows_processed', *POSE_FAILURES)
 RECENT_S = 10.0
 # A stamp this far behind its camera's previous one is a time jump (bag loop, clock reset), not
 # a reordering: the pipeline starts afresh instead of refusing every later frame.
@@ -99,7 +99,7 @@ class PipelineStats:
             recent = {k: sum(1 for t in q if now - t <= span) for k, q in self._recent.items()}
         out['input_rate_recent_hz'] = recent['frames_received'] / span
         out['output_rate_recent_hz'] = recent['windows_processed'] / span
-        failures = sum(recent[k] for k in ('pose_lookup_failed', 'pose_extrapolation', 'pose_gap'))
+        failures = sum(recent[k] for k in POSE_FAILURES)
         out['pose_failure_rate_recent'] = failures / max(recent['frames_received'], 1)
         for name, values in (('latency', latencies), ('inference', inference),
                              ('overhead', overhead), ('pose_delay', pose_delay)):
@@ -129,7 +129,6 @@ class Pipeline:
         self.on_event = lambda kind, message: LOG.warning('[%s] %s', kind, message)
         self._last_stamp: dict[str, int] = {}
         self._next_uid = 0
-        self._windows = 0
 
     # -------------------------------------------------------------------------------- checks
     def check(self, frame: Frame) -> None:
@@ -194,8 +193,7 @@ class Pipeline:
             result.latency = done - result.frame.received
             result.inference = done - start
             self.stats.record(result.latency, result.inference)
-        window.window_id = self._windows
-        self._windows += 1
+        window.window_id = self.stats.counts['windows_processed']
         self.stats.count('windows_processed')
         return window
 

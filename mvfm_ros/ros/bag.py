@@ -73,6 +73,13 @@ class BagReport:
     skipped: Counter = field(default_factory=Counter)
     stats: dict[str, float] = field(default_factory=dict)
 
+    def skip(self, kind: str, what: str, time_ns: int, reason: object) -> None:
+        """Count a skipped message under ``kind``; the first of each kind is logged."""
+        if self.skipped[kind] == 0:
+            LOG.warning('skipping %s at %.3f s: [%s] %s (further ones counted)', what,
+                        time_ns / 1e9, kind, reason)
+        self.skipped[kind] += 1
+
 
 def _connections(reader: AnyReader, topic: str, types: tuple[str, ...]) -> list[Any]:
     found = [c for c in reader.connections if c.topic == topic]
@@ -96,7 +103,7 @@ def _read_poses(reader: AnyReader, options: BagOptions, report: BagReport) -> An
             if msg is None:
                 continue
             pose = msg.pose.pose if conn.msgtype.endswith('Odometry') else msg.pose
-            with _skipped(report, 'pose', time_ns):
+            with _skipped(report, 'a pose', time_ns):
                 buffer.add(stamp_to_ns(msg.header.stamp), pose_to_matrix(pose))
         return lambda frame_id, stamp: buffer.lookup(stamp)
     tree = TransformTree(max_gap=gap)
@@ -108,7 +115,7 @@ def _read_poses(reader: AnyReader, options: BagOptions, report: BagReport) -> An
     for conn, time_ns, raw in reader.messages(connections=tf_conns):
         msg = _decode(reader, conn, time_ns, raw, report)
         for t in msg.transforms if msg is not None else ():
-            with _skipped(report, 'transform', time_ns):
+            with _skipped(report, 'a transform', time_ns):
                 tree.add(t.header.frame_id, t.child_frame_id, stamp_to_ns(t.header.stamp),
                          transform_to_matrix(t.transform), static=conn.topic == '/tf_static')
     world = options.world_frame.lstrip('/')
@@ -259,14 +266,11 @@ def _warn_without_checksums(source: Path) -> None:
 
 @contextlib.contextmanager
 def _skipped(report: BagReport, what: str, time_ns: int) -> Iterator[None]:
-    """Skip and count a pose or transform the checks refuse (NaN, zero quaternion, ...)."""
+    """Skip and count a message the checks refuse (bad image, NaN pose, ...)."""
     try:
         yield
     except FrameError as err:
-        if report.skipped[err.kind] == 0:
-            LOG.warning('skipping a %s at %.3f s: [%s] %s (further ones counted)', what,
-                        time_ns / 1e9, err.kind, err)
-        report.skipped[err.kind] += 1
+        report.skip(err.kind, what, time_ns, err)
 
 
 def _decode(reader: AnyReader, conn: Any, time_ns: int, raw: bytes, report: BagReport) -> Any:
@@ -274,10 +278,8 @@ def _decode(reader: AnyReader, conn: Any, time_ns: int, raw: bytes, report: BagR
     try:
         return reader.deserialize(raw, conn.msgtype)
     except Exception as err:  # the CDR decoder raises various errors for garbage
-        if report.skipped['undecodable_message'] == 0:
-            LOG.warning("skipping a message on '%s' at %.3f s that does not decode as %s: %s "
-                        '(further ones counted)', conn.topic, time_ns / 1e9, conn.msgtype, err)
-        report.skipped['undecodable_message'] += 1
+        report.skip('undecodable_message', f"a message on '{conn.topic}'", time_ns,
+                    f'does not decode as {conn.msgtype}: {err}')
         return None
 
 
@@ -285,7 +287,7 @@ def _process_image(msg: Any, info: Any, lookup: Any, pipeline: Pipeline,
                    report: BagReport) -> WindowResult | None:
     """Assemble a frame as the node does, pose from the bag, and run the pipeline on it."""
     stamp = stamp_to_ns(msg.header.stamp)
-    try:
+    with _skipped(report, 'an image', stamp):
         frame = frame_from_messages('camera', msg, info)
         try:
             frame.cam_to_world = lookup(msg.header.frame_id, stamp)
@@ -294,12 +296,7 @@ def _process_image(msg: Any, info: Any, lookup: Any, pipeline: Pipeline,
         except LookupError as err:  # a frame missing from the TF tree: nothing will fit
             raise BagError(str(err)) from err
         return pipeline.add(frame)
-    except FrameError as err:
-        if report.skipped[err.kind] == 0:
-            LOG.warning('skipping image at %.3f s: [%s] %s (further ones counted)', stamp / 1e9,
-                        err.kind, err)
-        report.skipped[err.kind] += 1
-        return None
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

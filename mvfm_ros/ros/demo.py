@@ -38,6 +38,9 @@ def find_demo_bag() -> Path:
 PLAYED = {'/camera/image': 'sensor_msgs/msg/Image',
           '/camera/camera_info': 'sensor_msgs/msg/CameraInfo',
           '/pose': 'geometry_msgs/msg/PoseStamped'}
+# The node's inputs wired to the played topics, started active (the README's command line).
+WIRING = ['-r', 'image:=/camera/image', '-r', 'camera_info:=/camera/camera_info',
+          '-p', 'autostart:=true', '-p', 'pose_source:=topic', '-p', 'pose_topic:=/pose']
 
 
 class Session:
@@ -46,7 +49,8 @@ class Session:
     def __init__(self, node_args: list[str], log_path: Path, keep_outputs: bool = True) -> None:
         """Start the node process and the local rclpy node.
 
-        With ``keep_outputs`` False (long runs) outputs are only counted, not kept.
+        ``node_args`` are ROS arguments added to :data:`WIRING` (which feeds the node the
+        played topics). With ``keep_outputs`` False (long runs) outputs are only counted.
         """
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -69,7 +73,8 @@ class Session:
                      for topic, kind in PLAYED.items()}
         exe = Path(sys.executable).with_name('perception_node')
         self.log = open(log_path, 'w')
-        self.process = subprocess.Popen([str(exe), '--ros-args', *node_args], stdout=self.log,
+        self.process = subprocess.Popen([str(exe), '--ros-args', *WIRING, *node_args],
+                                        stdout=self.log,
                                         stderr=subprocess.STDOUT, text=True)
         # Every output of the node's table, keyed by the stamp of the (new) keyframe.
         self.outputs: dict[str, dict[int, object]] = {o.topic: {} for o in OUTPUTS}
@@ -204,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    node_args = ['-r', 'image:=/camera/image', '-r', 'camera_info:=/camera/camera_info',
-                 '-p', 'autostart:=true', '-p', 'pose_source:=topic', '-p', 'pose_topic:=/pose',
-                 '-p', 'input_depth:=50', '-p', 'output_depth:=50',
+    node_args = ['-p', 'input_depth:=50', '-p', 'output_depth:=50',
                  '-p', 'diagnostics_period:=0.25']
     session = Session(node_args, args.output / 'node.log')
     try:

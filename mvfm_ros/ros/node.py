@@ -161,8 +161,8 @@ class PerceptionNode(LifecycleNode):
             self._subs.append(self.create_subscription(
                 PointStamped, self.values['prompt_topic'], self._on_prompt, 10))
         self.get_logger().info('inputs: ' + self.inputs.describe())
-        # Pending images are retried when a pose arrives (topic) and on this timer (TF,
-        # deadlines); a slow period keeps the timer from crowding out the subscriptions.
+        # The intake thread converts queued images and retries those waiting for a pose when
+        # one arrives (topic) or every 50 ms while any wait (TF, deadlines).
         self._intake_stop = False
         self._intake_thread = threading.Thread(target=self._intake_loop, name='mvfm-intake',
                                                daemon=True)

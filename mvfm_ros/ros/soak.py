@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from mvfm_ros.pipeline.pipeline import POSE_FAILURES
+
 SIZE = (480, 640)
 WARMUP_S = 60.0
 
@@ -63,10 +65,8 @@ def run_soak(minutes: float, rate: float, output: Path, bag: Path,
 
     images, k, poses = _frames(bag)
     output.mkdir(parents=True, exist_ok=True)
-    node_args = ['-r', 'image:=/camera/image', '-r', 'camera_info:=/camera/camera_info',
-                 '-p', 'autostart:=true', '-p', 'pose_source:=topic', '-p', 'pose_topic:=/pose',
-                 '-p', 'diagnostics_period:=1.0']
-    session = Session(node_args, output / 'node.log', keep_outputs=False)
+    session = Session(['-p', 'diagnostics_period:=1.0'], output / 'node.log',
+                      keep_outputs=False)
     build = rclpy_factory()
     classes = session.classes
     rows: list[dict[str, float]] = []
@@ -101,8 +101,7 @@ def run_soak(minutes: float, rate: float, output: Path, bag: Path,
                     'outputs': session.counts['features'],
                     'input_rate_hz': float(d.get('input_rate_recent_hz', 0)),
                     'output_rate_hz': float(d.get('output_rate_recent_hz', 0)),
-                    'pose_failures': sum(int(d.get(key, 0)) for key in (
-                        'pose_lookup_failed', 'pose_extrapolation', 'pose_gap')),
+                    'pose_failures': sum(int(d.get(key, 0)) for key in POSE_FAILURES),
                     'pose_delay_p90_s': float(d.get('pose_delay_p90_s', 0)),
                     'pose_delay_max_s': float(d.get('pose_delay_max_s', 0)),
                     'frames_received': int(d.get('frames_received', 0)),
