@@ -53,6 +53,11 @@ class _Errors:
     loc: list[torch.Tensor] = field(default_factory=list)
     px: list[torch.Tensor] = field(default_factory=list)
 
+    def add(self, found: torch.Tensor, truth: torch.Tensor, height: int, width: int) -> None:
+        """Record matches ``found`` against ``truth`` (unit coordinates) of an H x W image."""
+        self.loc.append(location_errors(found, truth).cpu())
+        self.px.append(pixel_errors(found, truth, height, width).cpu())
+
     def summary(self) -> dict[str, float]:
         loc = torch.cat(self.loc) if self.loc else torch.zeros(0)
         px = torch.cat(self.px) if self.px else torch.zeros(0)
@@ -156,15 +161,11 @@ class Evaluator:
             for method, f in feats.items():
                 found = hard_matches(f[a].float(), f[b].float(), unit_a)
                 for key in (label, 'all'):
-                    self.errors[method][key].loc.append(location_errors(found, unit_b).cpu())
-                    self.errors[method][key].px.append(
-                        pixel_errors(found, unit_b, height, width).cpu())
+                    self.errors[method][key].add(found, unit_b, height, width)
             if streamed is not None:  # views a and b come from different windows
                 for method, f in (('base', feats['base']), ('multiview', streamed)):
                     found = hard_matches(f[a].float(), f[b].float(), unit_a)
-                    self.across[method].loc.append(location_errors(found, unit_b).cpu())
-                    self.across[method].px.append(pixel_errors(found, unit_b, height,
-                                                               width).cpu())
+                    self.across[method].add(found, unit_b, height, width)
         cos = F.cosine_similarity(feats['multiview'].float(), feats['base'].float(), dim=1)
         self.cosine.append(float(cos.mean()))
         out = WindowOutputs(sample, feats)
