@@ -2,7 +2,9 @@
 
 Both answer ``lookup(frame_id, stamp_ns)`` with a ``(4, 4)`` camera-to-world pose, raise
 :class:`PoseNotYet` when the data covering the stamp may still arrive (the node retries until
-``tf_timeout``), and :class:`PoseFailed` when it never will.
+``tf_timeout``), and a :class:`~mvfm_ros.pipeline.FrameError` (its ``kind`` a diagnostics
+counter) when it never will. Images without a frame_id never get here: the frame assembly
+(:mod:`mvfm_ros.ros.assemble`) refuses them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from mvfm_ros.pipeline.frame import FrameError
 from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
 from mvfm_ros.ros.conversions import (
     QUATERNION_TOLERANCE,
@@ -25,10 +26,6 @@ from mvfm_ros.ros.conversions import (
 
 class PoseNotYet(LookupError):
     """The pose for this stamp is not available yet; try again later."""
-
-
-class PoseFailed(FrameError):
-    """No pose for this stamp will come (kinds: :data:`~mvfm_ros.pipeline.PROBLEMS`)."""
 
 
 class TopicPoseSource:
@@ -132,9 +129,6 @@ class TfPoseSource:
 
         from mvfm_ros.ros.conversions import transform_to_matrix
 
-        if not frame_id:
-            raise PoseFailed('missing_frame_id', 'image header has an empty frame_id; TF cannot '
-                             'place it')
         try:
             msg = self.buffer.lookup_transform(self.world_frame, frame_id,
                                                Time(nanoseconds=stamp_ns))
