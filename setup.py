@@ -36,6 +36,7 @@ setup(
         'mcap',
         'onnx',
         'onnxruntime',
+        'plyfile',
     ],
     zip_safe=False,
     maintainer='mvfm_ros maintainers',

@@ -1,7 +1,7 @@
 """Start the mvfm_perception node: ``ros2 launch mvfm_ros perception.launch.py``.
 
 Arguments (``ros2 launch mvfm_ros perception.launch.py --show-args``): config, namespace,
-image, camera_info, pose_topic, use_sim_time, autostart, log_level. With autostart true (the
+image, camera_info, pose_topic, depth, use_sim_time, autostart, log_level. With autostart true (the
 default) the node configures and activates itself; with false it waits in the unconfigured state
 for a lifecycle manager (``ros2 lifecycle set /mvfm_perception configure``).
 """
@@ -21,6 +21,7 @@ ARGUMENTS = {
     'image': ('image', 'image topic of the camera'),
     'camera_info': ('camera_info', 'camera_info topic of the camera'),
     'pose_topic': ('pose', 'PoseStamped/Odometry topic (pose_source: topic)'),
+    'depth': ('depth', 'registered depth topic of the camera (use_depth: true)'),
     'use_sim_time': ('false', 'use /clock (bag playback)'),
     'autostart': ('true', 'configure and activate on start-up'),
     'log_level': ('info', 'ROS log level'),
@@ -45,6 +46,7 @@ def generate_launch_description() -> LaunchDescription:
             ('image', LaunchConfiguration('image')),
             ('camera_info', LaunchConfiguration('camera_info')),
             ('pose', LaunchConfiguration('pose_topic')),
+            ('depth', LaunchConfiguration('depth')),
         ],
         arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
         output='screen',

@@ -24,7 +24,7 @@ from mvfm_ros.data.correspondence import sample_correspondences  # noqa: E402
 from mvfm_ros.geometry.camera import scale_intrinsics  # noqa: E402
 from mvfm_ros.geometry.sampling import sample_features, to_unit  # noqa: E402
 from mvfm_ros.pipeline import demo_model_path  # noqa: E402
-from mvfm_ros.pipeline.outputs import OUTPUTS  # noqa: E402
+from mvfm_ros.pipeline.outputs import output_topics  # noqa: E402
 from mvfm_ros.ros.messages import rclpy_factory  # noqa: E402
 
 rclpy = pytest.importorskip('rclpy')
@@ -35,10 +35,11 @@ def test_node_publishes_consistent_outputs_for_each_keyframe(ros_context, sequen
     harness = start(make_node())
     try:
         types = rclpy_factory().types
-        topics = {o.topic: harness.subscribe(types[o.msgtype], f'/mvfm/{o.topic}')
-                  for o in OUTPUTS}
-        # The node publishes exactly the outputs of the table.
-        assert set(harness.node.output_pubs) == {f'mvfm/{o.topic}' for o in OUTPUTS}
+        table = output_topics([op.name for op in harness.node.engine.lifting.operators])
+        # The node publishes exactly the outputs of the table (the map only with use_depth).
+        assert set(harness.node.output_pubs) == {f'mvfm/{t}' for t in table}
+        topics = {t: harness.subscribe(types[o.msgtype], f'/mvfm/{t}')
+                  for t, o in table.items() if o.scope != 'map'}
         player = Player(harness)
         sent = []
         for i in range(len(images)):

@@ -64,7 +64,7 @@ def test_launch_file_declares_its_arguments_and_starts_the_console_script() -> N
     text = (ROOT / 'launch' / 'perception.launch.py').read_text()
     checker = load_checker()
     assert checker.launch_arguments() == {'config', 'namespace', 'image', 'camera_info',
-                                          'pose_topic', 'use_sim_time', 'autostart',
+                                          'pose_topic', 'depth', 'use_sim_time', 'autostart',
                                           'log_level'}
     assert "executable='perception_node'" in text
     assert 'perception_node' in checker.console_scripts()
@@ -86,4 +86,8 @@ def test_rviz_config_shows_the_node_images() -> None:
     topics = {d['Topic']['Value'] for d in data['Visualization Manager']['Displays']
               if d['Class'] == 'rviz_default_plugins/Image'}
     assert topics == {'/camera/image', '/mvfm/features/pca', '/mvfm/normals/color',
-                      '/mvfm/segmentation/color'}
+                      '/mvfm/segmentation/color', '/mvfm/ops/superpixels/color'}
+    clouds = [d for d in data['Visualization Manager']['Displays']
+              if d['Class'] == 'rviz_default_plugins/PointCloud2']
+    assert [d['Topic']['Value'] for d in clouds] == ['/mvfm/map']
+    assert clouds[0]['Color Transformer'] == 'RGB8'  # the map's packed rgb field

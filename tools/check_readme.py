@@ -88,6 +88,13 @@ def static_check(readme: Path = ROOT / 'README.md') -> list[str]:
         elif head == 'ros2' and words[1] == 'run':
             assert words[2] == 'mvfm_ros', cmd
             check_script(words[3], words[4:], scripts)
+        elif head == 'ros2' and words[1] == 'service':
+            # A service of the node: its name and type as the node creates it.
+            assert words[2] == 'call' and words[3].startswith('/mvfm_perception/'), cmd
+            node = (ROOT / 'mvfm_ros' / 'ros' / 'node.py').read_text()
+            package, _, kind = words[4].split('/')
+            assert f"'~/{words[3].rsplit('/', 1)[1]}'" in node, f'{cmd}: no such service'
+            assert f'from {package}.srv import {kind}' in node, f'{cmd}: not its type'
         elif head == 'torchrun':
             module = words[words.index('-m') + 1]
             importlib.import_module(module).build_parser().parse_args(

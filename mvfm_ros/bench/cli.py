@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--warmup', type=int, default=3, help='untimed runs first')
     parser.add_argument('--compile', action='store_true', help='torch.compile the blocks')
     parser.add_argument('--threads', type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument('--operators', nargs='*', default=[],
+                        help='operators run and lifted in the timed engine step (e.g. '
+                        'superpixels normals)')
+    parser.add_argument('--camera', type=int, nargs=2, default=(640, 480), metavar=('W', 'H'),
+                        help='camera (depth) resolution of the timed map update')
+    parser.add_argument('--map-voxel', type=float, default=0.05,
+                        help='voxel size in metres of the timed map update')
     parser.add_argument('--json', metavar='FILE', help='also write the results as JSON')
     soak = parser.add_argument_group('soak: the live node at camera rate for a long time')
     soak.add_argument('--soak', type=float, metavar='MINUTES',

@@ -18,8 +18,10 @@ from mvfm_ros.bench.export import example_inputs
 from mvfm_ros.bench.timing import time_call
 from mvfm_ros.models.factory import build_model, load_model
 from mvfm_ros.models.trunk import join_states
+from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.engine import Engine, demo_model_path, resolve_device
 from mvfm_ros.pipeline.frame import Frame
+from mvfm_ros.pipeline.pipeline import Pipeline
 from mvfm_ros.ros.messages import rosbags_factory, rosbags_typestore
 
 
@@ -123,6 +125,7 @@ def measure(args: argparse.Namespace, placement: str, blocks, mode: str,
 def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     """Time the pipeline's full window step against the model part of it."""
     engine = Engine(model, device, args.precision, tuple(args.size))
+    engine.set_operators(args.operators)
     rng = np.random.default_rng(0)
     h, w = args.size
     k = np.array([[0.8 * w, 0, w / 2], [0, 0.8 * w, h / 2], [0, 0, 1.0]])
@@ -137,7 +140,11 @@ def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> di
     # repeat times its three phases in one call, so the fractions cannot go negative.
     newest = frames[-1]
     build = rosbags_factory(rosbags_typestore())
-    phases: dict[str, list[float]] = {'model': [], 'outputs': [], 'encode': []}
+    phases: dict[str, list[float]] = {'model': [], 'outputs': [], 'encode': [], 'map': []}
+    # The map update of a keyframe with a depth image at the camera's resolution.
+    pipeline = Pipeline(engine, PipelineConfig(map_voxel_size=args.map_voxel))
+    cam_h, cam_w = args.camera[1], args.camera[0]
+    cam_k = k * np.array([[cam_w / w], [cam_h / h], [1.0]])
     for repeat in range(args.warmup + args.repeats):
         engine._cache.pop(newest.uid, None)
         window = engine.run(frames, outputs=[len(frames) - 1])
@@ -145,16 +152,41 @@ def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> di
         for _ in build.outputs(window, engine.identity, 'map'):  # every message the node sends
             pass
         encode = time.perf_counter() - start
+        view = window.views[-1]
+        view.frame.depth = synthetic_depth(cam_h, cam_w, repeat)
+        view.frame.intrinsics = cam_k  # K of the depth's (camera) resolution
+        view.frame.image = rng.integers(0, 255, (cam_h, cam_w, 3), dtype=np.uint8)
+        view.frame.cam_to_world = newest.cam_to_world.copy()
+        view.frame.cam_to_world[0, 3] += 0.1 * repeat  # the robot drives on
+        start = time.perf_counter()
+        pipeline.update_map(view)
+        mapped = time.perf_counter() - start
         if repeat >= args.warmup:
             phases['model'].append(engine.timing['model_s'])
             phases['outputs'].append(engine.timing['outputs_s'])
             phases['encode'].append(encode)
-    model_ms, outputs_ms, encode_ms = (1000 * statistics.median(phases[k])
-                                       for k in ('model', 'outputs', 'encode'))
+            phases['map'].append(mapped)
+    model_ms, outputs_ms, encode_ms, map_ms = (1000 * statistics.median(phases[k])
+                                               for k in ('model', 'outputs', 'encode', 'map'))
     return {'model_ms': model_ms, 'outputs_ms': outputs_ms, 'encode_ms': encode_ms,
             'step_ms': model_ms + outputs_ms + encode_ms,
+            'operators': list(args.operators),
             'outputs_fraction': outputs_ms / model_ms, 'encode_fraction': encode_ms / model_ms,
-            'overhead_fraction': (outputs_ms + encode_ms) / model_ms}
+            'overhead_fraction': (outputs_ms + encode_ms) / model_ms,
+            'map_ms': map_ms, 'map_fraction': map_ms / model_ms,
+            'map_voxels': len(pipeline.map), 'map_camera': list(args.camera),
+            'map_voxel_m': args.map_voxel}
+
+
+def synthetic_depth(height: int, width: int, seed: int) -> np.ndarray:
+    """Return a floor-and-wall-like depth image (1 to 5 m, some holes), different per seed."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0, 1, height)[:, None]
+    cols = np.linspace(0, 1, width)[None, :]
+    depth = 1.0 + 4.0 * (1 - rows) * (0.6 + 0.4 * np.cos(3 * cols + seed))
+    depth = (depth + 0.02 * rng.standard_normal((height, width))).astype(np.float32)
+    depth[rng.random((height, width)) < 0.05] = 0.0  # missing measurements
+    return depth
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -166,17 +198,24 @@ def format_table(results: dict[str, Any]) -> str:
             f"{results['placements'][0]['adapter_dim'] if results['placements'] else '-'}")
     cols = ('base', 'multiview', 'stream', 'base_1view')
     lines = [head, f"{'placement':14}" + ''.join(f'{c + " ms":>14}' for c in cols)
-             + f"{'MV/base':>9}{'stream/1view':>14}{'outputs/model':>15}{'encode/model':>14}"]
+             + f"{'MV/base':>9}{'stream/1view':>14}{'outputs/model':>15}{'encode/model':>14}"
+             + f"{'map/model':>13}"]
     for row in results['placements']:
         lines.append(f"{row['placement']:14}" + ''.join(
             f"{row[c]['median_ms']:14.2f}" for c in cols)
             + f"{row['ratios']['multiview_over_base']:9.2f}"
             + f"{row['ratios']['stream_over_base_1view']:14.2f}"
             + f"{100 * row['engine']['outputs_fraction']:14.1f}%"
-            + f"{100 * row['engine']['encode_fraction']:13.1f}%")
+            + f"{100 * row['engine']['encode_fraction']:13.1f}%"
+            + f"{100 * row['engine']['map_fraction']:12.1f}%")
     lines.append("outputs/model: the engine's outputs (normal head, joint PCA and k-means, "
-                 "colour images) per new keyframe, as a share of the model's time; "
-                 'encode/model: building every output message, likewise')
+                 'colour images, the operators and their lifting) per new keyframe, as a share '
+                 "of the model's time; "
+                 'encode/model: building every output message, likewise; map/model: fusing '
+                 f"one keyframe's {results['placements'][0]['engine']['map_camera'][0]}x"
+                 f"{results['placements'][0]['engine']['map_camera'][1]} depth into the "
+                 f"{100 * results['placements'][0]['engine']['map_voxel_m']:.0f} cm voxel map, "
+                 'likewise' if results['placements'] else '')
     return '\n'.join(lines)
 
 

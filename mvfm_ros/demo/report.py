@@ -9,14 +9,17 @@ import numpy as np
 import torch
 
 from mvfm_ros.data.correspondence import sample_correspondences
+from mvfm_ros.eval.lift_metrics import corresponding_pixels, id_stability, label_consistency
 from mvfm_ros.eval.metrics import hard_matches, location_errors
+from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.sampling import to_pixels, to_unit
 from mvfm_ros.pipeline import Engine, PipelineConfig
 from mvfm_ros.pipeline.engine import PROMPT_ID
 from mvfm_ros.pipeline.frame import Frame
 from mvfm_ros.pipeline.pipeline import percentiles
 from mvfm_ros.ros.conversions import camera_info_matrix, stamp_to_ns
-from mvfm_ros.viz.colors import palette, pca_colors
+from mvfm_ros.ros.messages import POINT_FIELD_TYPES
+from mvfm_ros.viz.colors import label_colors, palette, pca_colors
 from mvfm_ros.viz.figures import normals_legend, plot_matches, plot_window
 
 TOLERANCE_PX = 8.0
@@ -131,12 +134,109 @@ def correspondences(session, depth: dict[int, np.ndarray], keys: list[int],
     return scores
 
 
+def cloud_array(msg) -> np.ndarray:
+    """Return a PointCloud2 as a structured array (fields as the message describes them)."""
+    types = {v: k for k, v in POINT_FIELD_TYPES.items()}
+    dtype = np.dtype({'names': [f.name for f in msg.fields],
+                      'formats': ['<' + types[f.datatype] for f in msg.fields],
+                      'offsets': [f.offset for f in msg.fields], 'itemsize': msg.point_step})
+    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
+
+
+def map_pictures(session, folder: Path) -> dict:
+    """Draw the last map message top-down and obliquely; returns its numbers."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    maps = session.outputs.get('map') or {}
+    if not maps:
+        return {'voxels': 0}
+    cloud = cloud_array(maps[max(maps)])
+    rgb = cloud['rgb'].view(np.uint32)
+    colours = np.stack((rgb >> 16 & 255, rgb >> 8 & 255, rgb & 255), 1) / 255.0
+    labels = cloud['label']
+    ids = label_colors(labels) / 255.0
+    for name, view in (('map_top.png', None), ('map_oblique.png', (35, -60))):
+        fig = plt.figure(figsize=(10, 5))
+        for k, (title, colour) in enumerate((('colour', colours), ('lifted superpixel ids',
+                                                                    ids))):
+            if view is None:
+                ax = fig.add_subplot(1, 2, k + 1)
+                ax.scatter(cloud['x'], cloud['y'], c=colour, s=2, marker='s', linewidths=0)
+                ax.set_aspect('equal')
+                ax.set_xlabel('x (m)')
+                ax.set_ylabel('y (m)')
+            else:
+                ax = fig.add_subplot(1, 2, k + 1, projection='3d')
+                ax.scatter(cloud['x'], cloud['y'], cloud['z'], c=colour, s=1, linewidths=0)
+                ax.view_init(*view)
+                ax.set_box_aspect((np.ptp(cloud['x']), np.ptp(cloud['y']), np.ptp(cloud['z'])))
+            ax.set_title(f'mvfm/map, {title} ({len(cloud)} voxels, world frame)')
+        fig.savefig(folder / name, dpi=110, bbox_inches='tight')
+        plt.close(fig)
+    return {'voxels': int(len(cloud)), 'labels': int(len(np.unique(labels[labels >= 0]))),
+            'messages': len(maps)}
+
+
+def operator_scores(session, depth: dict[int, np.ndarray], keys: list[int]) -> dict:
+    """Superpixels of consecutive keyframes as published (lifted) vs run per view.
+
+    Scored at correspondences from the bag's depth: consistency after the best one-to-one id
+    match, and the share of pixels whose published id did not change between keyframes.
+    """
+    from mvfm_ros.lift.builtin_ops import superpixels
+
+    topic = 'ops/superpixels'
+    published = session.outputs.get(topic) or {}
+    scores: dict[str, list[float]] = {'per_view': [], 'lifted': [], 'stability': []}
+    for a, b in zip(keys, keys[1:]):
+        if not all(k in published and k in depth and k in session.poses for k in (a, b)):
+            continue
+        la, lb = (_labels(published[k]) for k in (a, b))
+        size = la.shape
+        frames = []
+        for k in (a, b):
+            d = torch.from_numpy(depth[k]).float()[None, None]
+            d = torch.nn.functional.interpolate(d, size=size, mode='nearest')[0, 0]
+            kk = torch.as_tensor(camera_info_matrix(session.infos[k]), dtype=torch.float32)
+            kk = scale_intrinsics(kk, size[1] / depth[k].shape[1], size[0] / depth[k].shape[0])
+            image = torch.from_numpy(session.images[k]).permute(2, 0, 1)[None].float()
+            image = torch.nn.functional.interpolate(image, size=size, mode='bilinear',
+                                                    antialias=True, align_corners=False)
+            rgb = image[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+            frames.append((d, kk, torch.as_tensor(session.poses[k], dtype=torch.float32),
+                           superpixels(rgb)))
+        (da, ka, pa, sa), (db, kb, pb, sb) = frames
+        ia, ib = corresponding_pixels(da, db, ka, kb, pa, pb)
+        if len(ia) < 50:
+            continue
+        scores['per_view'].append(label_consistency(sa, sb, ia, ib))
+        scores['lifted'].append(label_consistency(la, lb, ia, ib))
+        scores['stability'].append(id_stability(la, lb, ia, ib))
+    return {'superpixels': {'pairs': len(scores['lifted']),
+                            'per_view': {'consistency': _nanmean(scores['per_view'])},
+                            'lifted': {'consistency': _nanmean(scores['lifted']),
+                                       'stability': _nanmean(scores['stability'])}}}
+
+
+def _nanmean(values: list[float]) -> float | None:
+    return float(np.nanmean(values)) if values else None
+
+
+def _labels(msg) -> np.ndarray:
+    return np.frombuffer(bytes(msg.data), dtype='<i4').reshape(msg.height, msg.width)
+
+
 def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, str],
                  folder: Path, images: int, elapsed: float, exit_code: int) -> dict:
     """Write pictures and summary.json; returns the summary."""
     keys = sorted(session.outputs['features'])
     sheets = contact_sheets(session, folder)
     scores = correspondences(session, depth, keys, folder)
+    map_summary = map_pictures(session, folder)
+    lifting = operator_scores(session, depth, keys)
     latency = [session.arrival[k] - session.sent[k] for k in keys if k in session.sent]
     windows = list(session.outputs['window'].values())
     summary = {
@@ -151,6 +251,8 @@ def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, s
         'matches_within_8px': {k: v['within_8px'] for k, v in scores.items()},
         'location_error': {k: v['loc_err'] for k, v in scores.items()},
         'contact_sheets': sheets,
+        'map': map_summary,
+        'operators': lifting,
         'model': ({k: getattr(windows[-1], k) for k in ('backbone', 'backbone_sha256',
                                                          'checkpoint_sha256', 'pose_conditioning')}
                   if windows else None),

@@ -42,7 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
                              'of W views, as the node publishes (use --views > W)')
     parser.add_argument('--examples', type=int, default=2,
                         help='windows drawn as contact sheets with --plot')
+    parser.add_argument('--lift', type=int, default=0, metavar='N',
+                        help='also score lifted operators and the map on N camera streams '
+                             '(procedural: generated, 7scenes: stretches of --path), run '
+                             'through the pipeline as the node runs them (0: off)')
+    parser.add_argument('--lift-frames', type=int, default=12,
+                        help='keyframes per stream with --lift')
+    parser.add_argument('--lift-operators', nargs='+', default=['superpixels', 'normals'],
+                        help='operators scored with --lift')
+    parser.add_argument('--lift-features-only', action='store_true',
+                        help='lift without depth (feature correspondences; no map)')
     return parser
+
+
+def format_lifting(lifting: dict) -> str:
+    """Human-readable summary of the lifting scores."""
+    lines = [f"lifted operators ({lifting['sequences']} streams of {lifting['frames']} "
+             f"keyframes, window {lifting['window']}, depth {lifting['use_depth']}):"]
+    for name, scores in lifting['operators'].items():
+        for stage in ('per_view', 'lifted'):
+            lines.append(f'  {name:12} {stage:9}' + ', '.join(
+                f'{k} {v:.3f}' for k, v in scores[stage].items()))
+    if 'map' in lifting:
+        lines.append('  map: ' + ', '.join(f'{k} {v:.4g}' for k, v in lifting['map'].items()
+                                           if v is not None))
+    return '\n'.join(lines)
 
 
 def format_table(results: dict) -> str:
@@ -103,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f'mvfm-eval: {err}') from err
     count = min(args.windows, len(dataset))
+    if count == 0 and not args.lift:
+        raise SystemExit('mvfm-eval: nothing to evaluate (--windows 0 without --lift)')
     evaluator = Evaluator(model, args.matches, seed=args.seed,
                           stream_window=args.stream_window)
     outputs = []
@@ -111,10 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         out = evaluator.add(dataset.load(index))
         if len(outputs) < args.examples:
             outputs.append(out)
-    results = evaluator.results()
+    results = evaluator.results() if count else {}
+    if args.lift:
+        results['lifting'] = lifting(model, args, size, device)
     results.update({'model': str(args.model), 'data': vars(data), 'device': device,
                     'seconds': time.perf_counter() - start})
-    print(format_table(results))
+    if count:
+        print(format_table(results))
+    if 'lifting' in results:
+        print(format_lifting(results['lifting']))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2, allow_nan=True) + '\n')
@@ -122,7 +153,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         write_plots(results, outputs, Path(args.plot))
         print(f'figures: {args.plot}/')
+    if not count:
+        return 0
     return 0 if not math.isnan(results['correspondence']['base']['all']['loc_err']) else 1
+
+
+def lifting(model, args: argparse.Namespace, size: tuple[int, int], device: str) -> dict:
+    """Run the lifting evaluation of ``--lift`` with the node's engine around ``model``."""
+    from mvfm_ros.eval.lifting import evaluate_lifting, procedural_sequences, rgbd_sequences
+    from mvfm_ros.pipeline.engine import Engine
+
+    engine = Engine(model, device, input_size=size, checkpoint=args.model)
+    engine.set_operators(args.lift_operators)
+    if args.data == 'procedural':
+        samples = procedural_sequences(args.lift, args.lift_frames, size, args.seed)
+    elif args.data == '7scenes':
+        samples = rgbd_sequences(args.path, args.lift, args.lift_frames, size)
+    else:
+        raise SystemExit('mvfm-eval: --lift takes procedural or 7scenes data')
+    return evaluate_lifting(engine, samples, window=args.views,
+                            use_depth=not args.lift_features_only)
 
 
 def write_plots(results: dict, outputs: list, folder: Path) -> None:

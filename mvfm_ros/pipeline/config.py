@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -19,6 +19,8 @@ MAX_WINDOW = 32
 MAX_QUEUE = 64
 MAX_SEGMENTS = 254
 MIN_INPUT, MAX_INPUT = 16, 4096
+MAX_VOXELS = 50_000_000
+MAX_MAP_FEATURES = 64
 
 
 @dataclass
@@ -41,6 +43,12 @@ class PipelineConfig:
             shipped demo model).
         num_segments: k of the joint segmentation.
         max_pose_gap: seconds between the two poses an image stamp is interpolated between.
+        operators: 2D operators lifted to consistent outputs (entry point names or
+            ``module:function``; ``superpixels`` and ``normals`` are built in).
+        map_voxel_size: edge of the world-frame map's voxels in metres (frames with depth).
+        map_max_voxels: most voxels the map keeps; the least recently seen are evicted.
+        map_features: feature channels per map voxel (a fixed PCA projection; 0: none).
+        map_label: operator whose lifted ids label the map (empty: the first label operator).
     """
 
     window_size: int = 4
@@ -57,6 +65,11 @@ class PipelineConfig:
     checkpoint: str = ''
     num_segments: int = 8
     max_pose_gap: float = 0.5
+    operators: list[str] = field(default_factory=list)
+    map_voxel_size: float = 0.05
+    map_max_voxels: int = 200_000
+    map_features: int = 8
+    map_label: str = ''
 
     def __post_init__(self) -> None:
         """Reject values that cannot work, with the reason."""
@@ -80,13 +93,27 @@ class PipelineConfig:
         if not 1 <= self.num_segments <= MAX_SEGMENTS:
             raise ValueError(f'num_segments must be in [1, {MAX_SEGMENTS}] (255 is the prompted '
                              f'object in the mono8 segmentation), got {self.num_segments}')
+        if not 0.001 <= self.map_voxel_size <= 10:
+            raise ValueError(f'map_voxel_size must be in [0.001, 10] metres, got '
+                             f'{self.map_voxel_size}')
+        if not 1 <= self.map_max_voxels <= MAX_VOXELS:
+            raise ValueError(f'map_max_voxels must be in [1, {MAX_VOXELS}], got '
+                             f'{self.map_max_voxels}')
+        if not 0 <= self.map_features <= MAX_MAP_FEATURES:
+            raise ValueError(f'map_features must be in [0, {MAX_MAP_FEATURES}], got '
+                             f'{self.map_features}')
+        self.operators = [str(o) for o in self.operators if str(o).strip()]
+        if self.map_label and self.map_label not in [o.split(':')[-1] for o in self.operators]:
+            raise ValueError(f'map_label {self.map_label!r} is not one of the operators '
+                             f'{self.operators}')
         if not 0 < self.max_pose_gap <= 60:
             raise ValueError(f'max_pose_gap must be in (0, 60] seconds, got {self.max_pose_gap}')
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """Field name -> default value."""
-        return {f.name: f.default for f in dataclasses.fields(cls)}
+        return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(cls)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> 'PipelineConfig':

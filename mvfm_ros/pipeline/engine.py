@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.projection import project_points
 from mvfm_ros.geometry.sampling import to_unit
+from mvfm_ros.lift.lifting import Lifting
+from mvfm_ros.lift.operators import Operator
+from mvfm_ros.lift.view import LiftView
 from mvfm_ros.models.checkpoint import backbone_fingerprint
 from mvfm_ros.models.factory import build_model, load_model
 from mvfm_ros.models.heads.segmentation import prompted_segment, spherical_kmeans
@@ -31,7 +34,13 @@ from mvfm_ros.models.mvfm import MultiViewModel
 from mvfm_ros.models.trunk import TokenState, join_states
 from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.frame import Frame, ViewResult, WindowResult
-from mvfm_ros.viz.colors import normal_colors, pca_colors, segment_colors, to_uint8
+from mvfm_ros.viz.colors import (
+    label_colors,
+    normal_colors,
+    pca_colors,
+    segment_colors,
+    to_uint8,
+)
 
 LOG = logging.getLogger('mvfm_ros.pipeline')
 DEMO_MODEL = 'mvfm_demo_vit.safetensors'
@@ -106,7 +115,9 @@ class _Prepared:
     image: torch.Tensor  # (3, H, W) float in [0, 1] at the model input size, on the device
     intrinsics: torch.Tensor  # (3, 3) K at the model input size
     pose: torch.Tensor  # (4, 4)
+    depth: torch.Tensor | None = None  # (H, W) metres at the model input size (0: unknown)
     tokens: TokenState | None = None
+    ops: dict[str, np.ndarray] | None = None  # per-frame operator outputs, once computed
 
 
 class Engine:
@@ -119,11 +130,13 @@ class Engine:
         input_size: (H, W) model input (None: the model's training size, else 224 x 224).
         num_segments: k of the joint segmentation.
         checkpoint: the file the adapters came from (its SHA-256 identifies the model).
+        operators: 2D operators run on every keyframe and lifted across windows.
     """
 
     def __init__(self, model: MultiViewModel, device: torch.device | str = 'cpu',
                  precision: str = 'auto', input_size: tuple[int, int] | None = None,
-                 num_segments: int = 8, checkpoint: str | Path | None = None) -> None:
+                 num_segments: int = 8, checkpoint: str | Path | None = None,
+                 operators: list[Operator] | None = None) -> None:
         """Move the model to the device and fix the input size."""
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -143,6 +156,8 @@ class Engine:
         self.prompt: np.ndarray | None = None  # world point selecting an object
         self.identity = model_identity(model, checkpoint)
         self.timing: dict[str, float] = {}
+        self.lifting = Lifting(list(operators or []))
+        self.problems: list[tuple[str, str]] = []  # (kind, message) of the last run
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> tuple['Engine', str]:
@@ -151,14 +166,22 @@ class Engine:
         model, description = load_pipeline_model(config)
         size = (config.input_height, config.input_width) if config.input_height else None
         checkpoint = config.checkpoint or (None if config.weights else demo_model_path())
-        return cls(model, device, config.precision, size, config.num_segments,
-                   checkpoint), description
+        engine = cls(model, device, config.precision, size, config.num_segments, checkpoint)
+        engine.set_operators(config.operators)
+        return engine, description
+
+    def set_operators(self, specs: list[str]) -> None:
+        """Load the operators named by ``specs`` (entry points or ``module:function``)."""
+        from mvfm_ros.lift.operators import load_operators
+
+        self.lifting = Lifting(load_operators(specs, self))
 
     # ---------------------------------------------------------------------------------- state
     def release(self) -> None:
         """Drop cached frames and move the model off the GPU (frees its memory)."""
         self._cache.clear()
         self._centres = None
+        self.lifting.reset()
         self.model.to('cpu')
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()
@@ -182,9 +205,15 @@ class Engine:
                                   align_corners=False, antialias=True)
         k = scale_intrinsics(torch.as_tensor(frame.intrinsics, dtype=torch.float32),
                              self.input_size[1] / width, self.input_size[0] / height)
+        depth = None
+        if frame.depth is not None:  # nearest: no blending across occlusion edges
+            depth = torch.nan_to_num(torch.as_tensor(frame.depth, dtype=torch.float32,
+                                                     device=self.device), nan=0.0,
+                                     posinf=0.0, neginf=0.0).clamp_min(0)
+            depth = F.interpolate(depth[None, None], size=self.input_size, mode='nearest')[0, 0]
         return _Prepared(image[0], k.to(self.device),
                          torch.as_tensor(frame.cam_to_world, dtype=torch.float32,
-                                         device=self.device))
+                                         device=self.device), depth)
 
     # -------------------------------------------------------------------------------- running
     @torch.inference_mode()
@@ -221,6 +250,7 @@ class Engine:
                 the new keyframe). The window's ``new_view`` is the last of them.
         """
         start = time.perf_counter()
+        self.problems = []
         feats, prepared = self.features(frames)
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)  # so the model's time is the model's
@@ -238,6 +268,7 @@ class Engine:
                                  mode='nearest')[:, 0].long()
         seg_colours = segment_colors(seg_full, images)
         features = feats.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        lifted = self._lift(frames, prepared, feats, outputs)
         h, w = feats.shape[-2:]
         k_feats = np.stack([scale_intrinsics(
             torch.as_tensor(f.intrinsics, dtype=torch.float64), w / f.image.shape[1],
@@ -258,6 +289,9 @@ class Engine:
                 segments_color=to_uint8(seg_colours[j]),
                 window=tuple(f.uid for f in frames),
                 latency=0.0,
+                ops=lifted[j],
+                ops_color={name: _op_colors(value, self.lifting, name)
+                           for name, value in lifted[j].items()},
             ))
         # Seconds of the last window: the model (features) and its outputs (heads, PCA,
         # k-means, images, arrays), measured in the same call (mvfm-bench reads them).
@@ -265,6 +299,27 @@ class Engine:
                        'outputs_s': time.perf_counter() - model_done}
         return WindowResult(list(frames), features, k_feats, results,
                             outputs[-1] if outputs else len(frames) - 1)
+
+    def frame_outputs(self, uid: int) -> dict[str, np.ndarray]:
+        """Per-view (not lifted) operator outputs of a keyframe still in the window."""
+        item = self._cache.get(uid)
+        return dict(item.ops) if item is not None and item.ops is not None else {}
+
+    def _lift(self, frames: list[Frame], prepared: list[_Prepared], feats: torch.Tensor,
+              outputs: list[int]) -> list[dict[str, np.ndarray]]:
+        """Operator outputs of the ``outputs`` views, lifted over the window."""
+        if not self.lifting.operators:
+            return [{} for _ in outputs]
+        for frame, item in zip(frames, prepared):
+            if item.ops is None:  # per-frame work, cached with the frame's tokens
+                rgb = (item.image * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+                item.ops, errors = self.lifting.per_frame(rgb)
+                self.problems += [('operator_errors', f'keyframe {frame.uid}: {e}')
+                                  for e in errors]
+        unit = F.normalize(feats.float(), dim=1)
+        views = [LiftView(f.uid, p.intrinsics, p.pose, unit[i], p.depth)
+                 for i, (f, p) in enumerate(zip(frames, prepared))]
+        return self.lifting.lift(views, [p.ops for p in prepared], self.input_size, outputs)
 
     def segment(self, feats: torch.Tensor, prepared: list[_Prepared]) -> torch.Tensor:
         """Return segment ids ``(V, h, w)`` of a window.
@@ -295,3 +350,17 @@ class Engine:
             if float(depth[0]) > 0 and -0.5 <= u <= width - 0.5 and -0.5 <= v <= height - 0.5:
                 return view, to_unit(pixels[0], height, width)
         return None
+
+
+def _op_colors(value: np.ndarray, lifting: Lifting, name: str) -> np.ndarray:
+    """rgb8 picture of a lifted output: a fixed colour per id, normals as colours, else PCA."""
+    kind = next(op.kind for op in lifting.operators if op.name == name)
+    if kind == 'labels':
+        return label_colors(value)
+    tensor = torch.from_numpy(value).permute(2, 0, 1)
+    if kind == 'normals':
+        return to_uint8(normal_colors(tensor))
+    if tensor.shape[0] == 1:
+        low, high = float(tensor.min()), float(tensor.max())
+        return to_uint8(((tensor - low) / max(high - low, 1e-12)).expand(3, -1, -1))
+    return to_uint8(pca_colors(tensor[None])[0])

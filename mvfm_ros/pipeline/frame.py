@@ -34,6 +34,11 @@ PROBLEMS: dict[str, str] = {
     'frames_dropped': 'keyframe dropped from a full queue (inference slower than input)',
     'inference_errors': 'window whose processing raised',
     'undecodable_message': 'bag message whose payload does not decode as its type',
+    'operator_errors': 'operator that raised or returned an unusable output (frame served '
+                       'without it)',
+    'bad_depth': 'depth image with an unsupported encoding, a size unlike its image, or bad data',
+    'depth_missing': 'no depth image with the stamp of an image within tf_timeout (served '
+                     'without depth; the map skips it)',
 }
 
 
@@ -63,6 +68,8 @@ class Frame:
         conversion_s: seconds the caller spent turning its message into this frame (node
             overhead).
         submitted: ``time.monotonic()`` when it was handed to the inference thread.
+        depth: ``(H', W')`` float32 metres registered to ``image`` (same optical frame, same
+            aspect ratio; 0 or NaN: no measurement), or None.
     """
 
     image: np.ndarray
@@ -75,6 +82,7 @@ class Frame:
     conversion_s: float = 0.0
     submitted: float | None = None
     uid: int = -1  # assigned by the pipeline when the frame becomes a keyframe
+    depth: np.ndarray | None = None
 
 
 @dataclass
@@ -95,6 +103,10 @@ class ViewResult:
         window: uids of the frames in the window.
         latency: seconds from arrival of the frame to these results.
         inference: seconds the engine took for this window (model, heads, output images).
+        ops: lifted operator outputs by operator name at the model input size: ``(H', W')``
+            int32 ids shared across views and windows (-1: unlabelled) or ``(H', W', C)``
+            float32 fused maps.
+        ops_color: ``(H', W', 3)`` uint8 picture of each lifted output.
     """
 
     frame: Frame
@@ -108,6 +120,8 @@ class ViewResult:
     window: tuple[int, ...]
     latency: float
     inference: float = 0.0
+    ops: dict[str, np.ndarray] = field(default_factory=dict)
+    ops_color: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

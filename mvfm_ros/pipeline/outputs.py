@@ -18,6 +18,8 @@ from mvfm_ros.pipeline.frame import ViewResult
 IMAGE = 'sensor_msgs/msg/Image'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 WINDOW = 'mvfm_ros/msg/FeatureWindow'
+POINT_CLOUD = 'sensor_msgs/msg/PointCloud2'
+OP = '{op}'  # placeholder in a topic: one topic per operator
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,14 @@ class Output:
 
     Attributes:
         topic: name under the output namespace (``mvfm/<topic>``; with several cameras the
-            per-view outputs go to ``mvfm/<camera>/<topic>``).
+            per-view outputs go to ``mvfm/<camera>/<topic>``); ``{op}`` stands for each
+            operator's name.
         msgtype: ROS message type.
         source: the :class:`ViewResult` attribute it carries (empty for the window message).
         encoding: image encoding as documented (the published one follows the array, see
             :func:`image_encoding`).
-        per_view: one message per new keyframe (True) or one per window for all cameras.
+        scope: ``view`` (one message per new keyframe), ``window`` (one per window for all
+            cameras) or ``map`` (the world-frame map, at ``map_period``).
         description: what it is, for the README's topic table.
     """
 
@@ -39,39 +43,64 @@ class Output:
     msgtype: str
     source: str
     encoding: str
-    per_view: bool
+    scope: str
     description: str
+
+    @property
+    def per_view(self) -> bool:
+        """Whether there is one message per keyframe (namespaced per camera in a rig)."""
+        return self.scope == 'view'
+
+    def topics(self, operators: list[str]) -> list[str]:
+        """Return the topic names of this output given the operator names."""
+        return [self.topic.replace(OP, op) for op in operators] if OP in self.topic \
+            else [self.topic]
 
 
 OUTPUTS: tuple[Output, ...] = (
-    Output('features', IMAGE, 'features', '32FC<C>', True,
+    Output('features', IMAGE, 'features', '32FC<C>', 'view',
            'multi-view features, one pixel per patch, C channels'),
-    Output('features/camera_info', CAMERA_INFO, 'feature_intrinsics', '', True,
+    Output('features/camera_info', CAMERA_INFO, 'feature_intrinsics', '', 'view',
            'K scaled to the feature grid'),
-    Output('features/pca', IMAGE, 'pca', 'rgb8', True,
+    Output('features/pca', IMAGE, 'pca', 'rgb8', 'view',
            'PCA colours shared by the window'),
-    Output('normals', IMAGE, 'normals', '32FC3', True,
+    Output('normals', IMAGE, 'normals', '32FC3', 'view',
            'unit normals, optical frame, model input size (models with a normal head)'),
-    Output('normals/color', IMAGE, 'normals_color', 'rgb8', True,
+    Output('normals/color', IMAGE, 'normals_color', 'rgb8', 'view',
            'normals as colours: x red, y green, z blue, (n + 1) / 2'),
-    Output('segmentation', IMAGE, 'segments', 'mono8', True,
+    Output('segmentation', IMAGE, 'segments', 'mono8', 'view',
            'segment ids consistent across the window (255: the prompted object)'),
-    Output('segmentation/color', IMAGE, 'segments_color', 'rgb8', True,
+    Output('segmentation/color', IMAGE, 'segments_color', 'rgb8', 'view',
            'segment colours over the input'),
-    Output('window', WINDOW, '', '', False,
+    Output(f'ops/{OP}', IMAGE, 'ops', '32SC1 / 32FC<C>', 'view',
+           'operator output lifted across views and time: ids (-1: none) or a fused map'),
+    Output(f'ops/{OP}/color', IMAGE, 'ops_color', 'rgb8', 'view',
+           'the lifted operator output as colours (a fixed colour per id)'),
+    Output('window', WINDOW, '', '', 'window',
            "the window's views computed together: features, grid intrinsics, poses, model"),
+    Output('map', POINT_CLOUD, '', '', 'map',
+           'voxel map in world_frame (use_depth): x, y, z, rgb, label, confidence, f0..fN'),
 )
 
 VIEW_OUTPUTS = tuple(o for o in OUTPUTS if o.per_view)
-WINDOW_OUTPUT = next(o for o in OUTPUTS if not o.per_view)
+WINDOW_OUTPUT = next(o for o in OUTPUTS if o.scope == 'window')
+MAP_OUTPUT = next(o for o in OUTPUTS if o.scope == 'map')
+
+
+def output_topics(operators: list[str]) -> dict[str, Output]:
+    """Every output topic (under the namespace) for these operator names -> its output row."""
+    return {topic: output for output in OUTPUTS for topic in output.topics(operators)}
 
 
 def image_encoding(array: np.ndarray) -> str:
     """Return the ROS encoding of an output array.
 
-    uint8 ``(H, W, 3)``: rgb8; uint8 ``(H, W)``: mono8; uint16: 16UC1; float32: ``32FC<C>``.
+    uint8 ``(H, W, 3)``: rgb8; uint8 ``(H, W)``: mono8; uint16: 16UC1; int32: 32SC1; float32:
+    ``32FC<C>``.
     """
     channels = 1 if array.ndim == 2 else array.shape[2]
+    if array.dtype == np.int32 and channels == 1:
+        return '32SC1'
     if array.dtype == np.float32:
         return f'32FC{channels}'
     if array.dtype == np.uint16 and channels == 1:
@@ -81,20 +110,27 @@ def image_encoding(array: np.ndarray) -> str:
     raise ValueError(f'no ROS encoding for a {array.dtype} array of shape {array.shape}')
 
 
-def view_messages(result: ViewResult) -> Iterator[tuple[Output, np.ndarray]]:
-    """Yield the per-view outputs one result carries, with their arrays (absent ones skipped)."""
+def view_messages(result: ViewResult) -> Iterator[tuple[Output, str, np.ndarray]]:
+    """Yield the per-view outputs of a result: ``(output, topic, array)``, absent ones skipped."""
     for output in VIEW_OUTPUTS:
         value = getattr(result, output.source)
-        if value is not None:
-            yield output, value
+        if isinstance(value, dict):  # one per operator
+            for name, array in value.items():
+                yield output, output.topic.replace(OP, name), array
+        elif value is not None:
+            yield output, output.topic, value
 
 
-def topic_name(namespace: str, output: Output, camera: str, cameras: int) -> str:
-    """Full topic of an output: per-view outputs of a rig are namespaced by camera."""
+def topic_name(namespace: str, output: Output, camera: str, cameras: int,
+               topic: str | None = None) -> str:
+    """Full topic of an output (``topic``: its name with the operator filled in).
+
+    Per-view outputs of a rig are namespaced by camera.
+    """
     prefix = namespace.rstrip('/')
     if output.per_view and cameras > 1:
         prefix = f'{prefix}/{camera}'
-    return f'{prefix}/{output.topic}'
+    return f'{prefix}/{topic or output.topic}'
 
 
 def markdown_table() -> str:
@@ -104,5 +140,6 @@ def markdown_table() -> str:
         kind = output.msgtype.replace('/msg/', '/')
         if output.encoding:
             kind += f' `{output.encoding}`'
-        lines.append(f'| `mvfm/{output.topic}` | {kind} | {output.description} |')
+        topic = output.topic.replace(OP, '<name>')
+        lines.append(f'| `mvfm/{topic}` | {kind} | {output.description} |')
     return '\n'.join(lines)

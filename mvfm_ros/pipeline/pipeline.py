@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from mvfm_ros.geometry.pose import check_poses
+from mvfm_ros.lift.voxel_map import VoxelMap, depth_points
 from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.engine import Engine
-from mvfm_ros.pipeline.frame import Frame, FrameError, WindowResult
+from mvfm_ros.pipeline.frame import Frame, FrameError, ViewResult, WindowResult
 from mvfm_ros.pipeline.keyframes import KeyframeSelector
 
 LOG = logging.getLogger('mvfm_ros.pipeline')
@@ -56,6 +57,7 @@ class PipelineStats:
         self.inference: collections.deque[float] = collections.deque(maxlen=history)
         self.overhead: collections.deque[float] = collections.deque(maxlen=history)
         self.pose_delay: collections.deque[float] = collections.deque(maxlen=history)
+        self.map_update: collections.deque[float] = collections.deque(maxlen=history)
         self.started = time.monotonic()
 
     def count(self, key: str, amount: int = 1) -> None:
@@ -76,6 +78,11 @@ class PipelineStats:
         with self._lock:
             self.overhead.append(seconds)
 
+    def record_map_update(self, seconds: float) -> None:
+        """Remember how long one keyframe's map update took."""
+        with self._lock:
+            self.map_update.append(seconds)
+
     def record_pose_delay(self, seconds: float) -> None:
         """Remember how long after its stamp a pose arrived (clock now minus stamp)."""
         with self._lock:
@@ -89,6 +96,7 @@ class PipelineStats:
             inference = list(self.inference)
             overhead = list(self.overhead)
             pose_delay = list(self.pose_delay)
+            map_update = list(self.map_update)
         now = time.monotonic()
         elapsed = max(now - self.started, 1e-9)
         out['input_rate_hz'] = out.get('frames_received', 0) / elapsed
@@ -102,7 +110,8 @@ class PipelineStats:
         failures = sum(recent[k] for k in POSE_FAILURES)
         out['pose_failure_rate_recent'] = failures / max(recent['frames_received'], 1)
         for name, values in (('latency', latencies), ('inference', inference),
-                             ('overhead', overhead), ('pose_delay', pose_delay)):
+                             ('overhead', overhead), ('pose_delay', pose_delay),
+                             ('map_update', map_update)):
             out.update({f'{name}_{k}_s': v for k, v in percentiles(values).items()})
         if overhead and inference:
             out['overhead_fraction'] = statistics.median(overhead) / statistics.median(inference)
@@ -129,6 +138,9 @@ class Pipeline:
         self.on_event = lambda kind, message: LOG.warning('[%s] %s', kind, message)
         self._last_stamp: dict[str, int] = {}
         self._next_uid = 0
+        # The world-frame map of keyframes with depth; read by other threads (publishing).
+        self.map = VoxelMap(config.map_voxel_size, config.map_max_voxels, config.map_features)
+        self.map_lock = threading.Lock()
 
     # -------------------------------------------------------------------------------- checks
     def check(self, frame: Frame) -> None:
@@ -195,7 +207,60 @@ class Pipeline:
             self.stats.record(result.latency, result.inference)
         window.window_id = self.stats.counts['windows_processed']
         self.stats.count('windows_processed')
+        for kind, message in self.engine.problems:
+            self.stats.count(kind)
+            self.on_event(kind, message)
+        for result in window.views:
+            if result.frame.depth is not None:
+                self.update_map(result)
         return window
+
+    def map_label(self, result: ViewResult) -> np.ndarray | None:
+        """Return the ids that label the map (``map_label``, else the first label output)."""
+        names = [self.config.map_label] if self.config.map_label else list(result.ops)
+        for name in names:
+            value = result.ops.get(name)
+            if value is not None and value.ndim == 2:
+                return value
+        return None
+
+    def update_map(self, result: ViewResult) -> None:
+        """Fuse one keyframe with depth into the map: colour, lifted ids, projected features."""
+        start = time.perf_counter()
+        frame = result.frame
+        depth = frame.depth
+        k = np.asarray(frame.intrinsics, dtype=np.float64).copy()
+        sy, sx = depth.shape[0] / frame.image.shape[0], depth.shape[1] / frame.image.shape[1]
+        k[0] *= sx
+        k[1] *= sy
+        pose = np.asarray(frame.cam_to_world)
+        points, pixels = depth_points(depth, k, pose, self.map.voxel_size)
+        rows, cols = pixels[:, 0], pixels[:, 1]
+
+        def at(array: np.ndarray) -> np.ndarray:  # nearest sample of an image of any size
+            r = np.minimum((rows + 0.5) * array.shape[0] / depth.shape[0], array.shape[0] - 1)
+            c = np.minimum((cols + 0.5) * array.shape[1] / depth.shape[1], array.shape[1] - 1)
+            return array[r.astype(np.int64), c.astype(np.int64)]
+
+        labels = self.map_label(result)
+        with self.map_lock:
+            # Project the feature grid once (h x w patches), then sample it per point.
+            features = self.map.project(result.features) if self.map.feature_dim else None
+            self.map.integrate(points, at(frame.image), None if labels is None else at(labels),
+                               None if features is None else at(features), pose[:3, 3])
+        self.stats.record_map_update(time.perf_counter() - start)
+
+    def map_cloud(self) -> np.ndarray:
+        """Return the map as a structured point array (thread-safe)."""
+        with self.map_lock:
+            return self.map.cloud()
+
+    def reset_map(self) -> int:
+        """Empty the map and restart label ids; returns the number of voxels removed."""
+        with self.map_lock:
+            removed = len(self.map)
+            self.map.clear()
+        return removed
 
     def add(self, frame: Frame) -> WindowResult | None:
         """Accept and process in one call (offline use); None for a frame that is no keyframe."""
@@ -214,3 +279,4 @@ class Pipeline:
         self.window.clear()
         self.selector.reset()
         self._last_stamp.clear()
+        self.engine.lifting.reset()

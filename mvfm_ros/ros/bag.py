@@ -10,6 +10,7 @@ output is written next to its final path and renamed into place only when comple
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import logging
 import shutil
@@ -29,10 +30,15 @@ from tqdm import tqdm
 
 from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.frame import FrameError, WindowResult
-from mvfm_ros.pipeline.outputs import CAMERA_INFO, IMAGE, topic_name
+from mvfm_ros.pipeline.outputs import CAMERA_INFO, IMAGE, MAP_OUTPUT, topic_name
 from mvfm_ros.pipeline.poses import PoseBuffer
 from mvfm_ros.ros.assemble import frame_from_messages
-from mvfm_ros.ros.conversions import pose_to_matrix, stamp_to_ns, transform_to_matrix
+from mvfm_ros.ros.conversions import (
+    depth_to_metres,
+    pose_to_matrix,
+    stamp_to_ns,
+    transform_to_matrix,
+)
 from mvfm_ros.ros.messages import rosbags_factory, rosbags_typestore
 from mvfm_ros.ros.tf_tree import TransformTree
 
@@ -61,6 +67,10 @@ class BagOptions:
     output_namespace: str = '/mvfm'
     include_inputs: bool = False
     storage: str = 'mcap'
+    depth_topic: str = ''
+    depth_tolerance: float = 0.01
+    map_period: float = 1.0
+    ply: str = ''
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
@@ -72,6 +82,7 @@ class BagReport:
     results: int = 0
     skipped: Counter = field(default_factory=Counter)
     stats: dict[str, float] = field(default_factory=dict)
+    map_voxels: int = 0
 
     def skip(self, kind: str, what: str, time_ns: int, reason: object) -> None:
         """Count a skipped message under ``kind``; the first of each kind is logged."""
@@ -159,9 +170,16 @@ class OutputWriter:
 
     def window(self, window: WindowResult, time_ns: int) -> None:
         """Write every output of a processed window."""
-        for output, camera, msg in self.build.outputs(window, self.identity, self.world_frame):
-            self._write(topic_name(self.namespace, output, camera, 1), output.msgtype, msg,
-                        time_ns)
+        for output, topic, camera, msg in self.build.outputs(window, self.identity,
+                                                             self.world_frame):
+            self._write(topic_name(self.namespace, output, camera, 1, topic), output.msgtype,
+                        msg, time_ns)
+
+    def map(self, cloud: Any, stamp_ns: int, time_ns: int) -> None:
+        """Write the map as the node publishes it."""
+        msg = self.build.point_cloud(self.build.header(stamp_ns, self.world_frame), cloud)
+        self._write(topic_name(self.namespace, MAP_OUTPUT, '', 1), MAP_OUTPUT.msgtype, msg,
+                    time_ns)
 
 
 def process_bag(source: Path, output: Path, options: BagOptions,
@@ -199,31 +217,16 @@ def process_bag(source: Path, output: Path, options: BagOptions,
                 LOG.info('model: %s', description)
             pipeline = Pipeline(engine, options.pipeline)
             inputs = images + infos
+            if options.depth_topic:
+                inputs += _connections(reader, options.depth_topic, (IMAGE,))
             if options.include_inputs:
                 inputs = list(reader.connections)
             total = sum(c.msgcount for c in images)
             with Writer(partial, version=9, storage_plugin=storage) as writer:
                 out = OutputWriter(writer, options.output_namespace, options.world_frame,
                                    engine.identity)
-                latest_info = None
                 bar = tqdm(total=total, desc='bag', unit='img', disable=not progress)
-                for conn, time_ns, raw in reader.messages(connections=inputs):
-                    if options.include_inputs:
-                        out.copy_input(conn, time_ns, raw)
-                    if conn.topic == options.camera_info_topic:
-                        latest_info = _decode(reader, conn, time_ns, raw, report) or latest_info
-                        continue
-                    if conn.topic != options.image_topic:
-                        continue
-                    bar.update(1)
-                    report.images += 1
-                    msg = _decode(reader, conn, time_ns, raw, report)
-                    if msg is None:
-                        continue
-                    window = _process_image(msg, latest_info, lookup, pipeline, report)
-                    if window is not None:
-                        out.window(window, time_ns)
-                        report.results += len(window.views)
+                _BagLoop(reader, options, out, pipeline, lookup, report, bar).run(inputs)
                 bar.close()
         if report.results == 0:
             raise BagError(f'no outputs: {report.images} images, skipped {dict(report.skipped)} '
@@ -232,7 +235,116 @@ def process_bag(source: Path, output: Path, options: BagOptions,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report.stats = pipeline.stats.snapshot()
+    report.map_voxels = len(pipeline.map)
+    if options.ply:
+        from mvfm_ros.lift.voxel_map import write_ply
+
+        write_ply(options.ply, pipeline.map_cloud())
     return report
+
+
+class _BagLoop:
+    """The message loop of :func:`process_bag`: inputs in bag order, outputs and maps out."""
+
+    def __init__(self, reader: AnyReader, options: BagOptions, out: OutputWriter,
+                 pipeline: Pipeline, lookup: Any, report: BagReport, bar: Any) -> None:
+        """Keep what the loop needs."""
+        self.reader, self.options, self.out = reader, options, out
+        self.pipeline, self.lookup, self.report, self.bar = pipeline, lookup, report, bar
+        self.depths = DepthPairing(options.depth_tolerance)
+        self.last_map: int | None = None
+        self.last_time = 0
+
+    def run(self, inputs: list[Any]) -> None:
+        """Process every message of ``inputs``; the map is written at the end too."""
+        options = self.options
+        latest_info = None
+        for conn, time_ns, raw in self.reader.messages(connections=inputs):
+            self.last_time = time_ns
+            if options.include_inputs:
+                self.out.copy_input(conn, time_ns, raw)
+            if conn.topic == options.camera_info_topic:
+                latest_info = self._decode(conn, time_ns, raw) or latest_info
+            elif conn.topic == options.depth_topic:
+                msg = self._decode(conn, time_ns, raw)
+                if msg is not None:
+                    self._run(self.depths.add_depth(msg))
+            elif conn.topic == options.image_topic:
+                self.bar.update(1)
+                self.report.images += 1
+                msg = self._decode(conn, time_ns, raw)
+                if msg is None:
+                    continue
+                item = (msg, latest_info, time_ns)
+                self._run(self.depths.add_image(item, self.report) if options.depth_topic
+                          else [(item, None)])
+        self._run(self.depths.flush(self.report))
+        if options.depth_topic and self.last_map is not None:
+            self.out.map(self.pipeline.map_cloud(), self.last_map, self.last_time)
+
+    def _decode(self, conn: Any, time_ns: int, raw: bytes) -> Any:
+        return _decode(self.reader, conn, time_ns, raw, self.report)
+
+    def _run(self, ready: list[tuple[tuple[Any, Any, int], Any]]) -> None:
+        period = self.options.map_period
+        for (msg, info, time_ns), depth in ready:
+            window = _process_image(msg, info, self.lookup, self.pipeline, self.report, depth)
+            if window is not None:
+                self.out.window(window, time_ns)
+                self.report.results += len(window.views)
+            stamp = stamp_to_ns(msg.header.stamp)
+            if self.options.depth_topic and period > 0 and (
+                    self.last_map is None or stamp - self.last_map >= period * 1e9):
+                self.out.map(self.pipeline.map_cloud(), stamp, time_ns)
+                self.last_map = stamp
+
+
+class DepthPairing:
+    """Pairs images with the depth image of their stamp, in whichever order a bag holds them.
+
+    An image waits for its depth until the next image arrives (RGB-D drivers stamp both alike
+    and record them together); then it is processed without depth and counted.
+    """
+
+    def __init__(self, tolerance_s: float) -> None:
+        """Nothing waiting."""
+        self.tolerance = int(tolerance_s * 1e9)
+        self.depths: collections.deque = collections.deque(maxlen=30)  # (stamp, msg)
+        self.waiting: list[tuple[Any, Any, int]] = []  # (image, camera_info, time)
+
+    def _match(self, item: tuple[Any, Any, int]) -> Any:
+        stamp = stamp_to_ns(item[0].header.stamp)
+        near = [(abs(s - stamp), m) for s, m in self.depths if abs(s - stamp) <= self.tolerance]
+        return min(near, key=lambda x: x[0])[1] if near else None
+
+    def add_depth(self, msg: Any) -> list[tuple[tuple[Any, Any, int], Any]]:
+        """Store a depth image; returns the waiting images it completes."""
+        self.depths.append((stamp_to_ns(msg.header.stamp), msg))
+        ready = [(item, self._match(item)) for item in self.waiting]
+        done = [(item, depth) for item, depth in ready if depth is not None]
+        self.waiting = [item for item, depth in ready if depth is None]
+        return done
+
+    def add_image(self, item: tuple[Any, Any, int],
+                  report: BagReport) -> list[tuple[tuple[Any, Any, int], Any]]:
+        """Queue an image; returns it at once with its depth, and any earlier image without."""
+        out = self.flush(report)
+        depth = self._match(item)
+        if depth is not None:
+            return out + [(item, depth)]
+        self.waiting.append(item)
+        return out
+
+    def flush(self, report: BagReport) -> list[tuple[tuple[Any, Any, int], Any]]:
+        """Give up on the waiting images: processed without depth, each counted."""
+        out = []
+        for item in self.waiting:
+            report.skipped['depth_missing'] += 1
+            LOG.warning('[depth_missing] image at %.3f s has no depth within the tolerance; '
+                        'processed without depth', stamp_to_ns(item[0].header.stamp) / 1e9)
+            out.append((item, None))
+        self.waiting = []
+        return out
 
 
 @contextlib.contextmanager
@@ -284,11 +396,16 @@ def _decode(reader: AnyReader, conn: Any, time_ns: int, raw: bytes, report: BagR
 
 
 def _process_image(msg: Any, info: Any, lookup: Any, pipeline: Pipeline,
-                   report: BagReport) -> WindowResult | None:
+                   report: BagReport, depth: Any = None) -> WindowResult | None:
     """Assemble a frame as the node does, pose from the bag, and run the pipeline on it."""
     stamp = stamp_to_ns(msg.header.stamp)
     with _skipped(report, 'an image', stamp):
         frame = frame_from_messages('camera', msg, info)
+        if depth is not None:
+            try:
+                frame.depth = depth_to_metres(depth, frame.image.shape[:2])
+            except FrameError as err:
+                report.skip(err.kind, 'a depth image', stamp, err)
         try:
             frame.cam_to_world = lookup(msg.header.frame_id, stamp)
         except FrameError:
@@ -322,6 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help='copy every input topic to the output bag')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default=defaults.storage,
                         help='storage format of the output bag')
+    parser.add_argument('--depth-topic', default=defaults.depth_topic,
+                        help='registered depth (16UC1 mm or 32FC1 m) of the camera: builds the '
+                        'map (mvfm/map) and lifts operators geometrically; empty: none')
+    parser.add_argument('--depth-tolerance', type=float, default=defaults.depth_tolerance,
+                        help='seconds between an image stamp and its depth stamp')
+    parser.add_argument('--map-period', type=float, default=defaults.map_period,
+                        help='seconds of image stamps between map messages (0: only the last)')
+    parser.add_argument('--ply', default=defaults.ply,
+                        help='also write the final map as a PLY file at this path')
     parser.add_argument('--config', help='node parameter file (perception.yaml): pipeline '
                         'settings are read from it')
     parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
@@ -349,6 +475,8 @@ def options_from_args(args: argparse.Namespace) -> BagOptions:
                       pose_source=args.pose_source, pose_topic=args.pose_topic,
                       world_frame=args.world_frame, output_namespace=args.output_namespace,
                       include_inputs=args.include_inputs, storage=args.storage,
+                      depth_topic=args.depth_topic, depth_tolerance=args.depth_tolerance,
+                      map_period=args.map_period, ply=args.ply,
                       pipeline=PipelineConfig.from_dict(values))
 
 
@@ -366,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f'{report.images} images, {int(stats.get("keyframes", 0))} keyframes, '
           f'{report.results} outputs written to {args.output}; skipped: '
           f'{dict(report.skipped) or "none"}; model time per window p50 '
-          f'{stats.get("inference_p50_s", float("nan")) * 1000:.1f} ms')
+          f'{stats.get("inference_p50_s", float("nan")) * 1000:.1f} ms'
+          + (f'; map: {report.map_voxels} voxels' if args.depth_topic else ''))
     return 0
 
 

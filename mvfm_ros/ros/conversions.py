@@ -77,6 +77,43 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
+DEPTH_SCALE = {'16uc1': 1e-3, 'mono16': 1e-3, '32fc1': 1.0}  # encoding -> metres per unit
+DEPTH_TYPES = {'16uc1': np.uint16, 'mono16': np.uint16, '32fc1': np.float32}
+
+
+def depth_to_metres(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
+    """Convert registered depth (16UC1 mm or 32FC1 m) to ``(H, W)`` float32 metres.
+
+    The depth must have the aspect ratio of its image (it may be smaller or larger: REP 118
+    registered depth at another resolution); 0 and NaN mean no measurement.
+
+    Raises:
+        ConversionError: ``bad_depth`` for another encoding, a data size that does not fit, or
+            an aspect ratio unlike the image's.
+    """
+    encoding = str(msg.encoding).lower()
+    if encoding not in DEPTH_SCALE:
+        raise ConversionError('bad_depth', f"depth encoding '{msg.encoding}' is not supported; "
+                              'use 16UC1 (millimetres) or 32FC1 (metres)')
+    dtype = np.dtype(DEPTH_TYPES[encoding]).newbyteorder('>' if msg.is_bigendian else '<')
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data,
+                         dtype=np.uint8)
+    if height <= 0 or width <= 0 or step < width * dtype.itemsize or data.size < height * step:
+        raise ConversionError('bad_depth', f'depth data of {data.size} bytes does not fit '
+                              f'{height}x{width} {encoding} with step {step}')
+    if abs(width / height - image_shape[1] / image_shape[0]) > 0.01 * image_shape[1] / \
+            image_shape[0]:
+        raise ConversionError('bad_depth', f'depth {width}x{height} does not have the aspect '
+                              f'ratio of its image {image_shape[1]}x{image_shape[0]} (it must '
+                              'be registered to the image)')
+    rows = data[:height * step].reshape(height, step)[:, :width * dtype.itemsize]
+    depth = rows.copy().view(dtype).reshape(height, width).astype(np.float32)
+    depth *= DEPTH_SCALE[encoding]
+    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+    return depth
+
+
 def image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
     """Fields of a sensor_msgs/Image holding ``array`` (uint8 or float32, little-endian).
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvfm_ros.pipeline.outputs import OUTPUTS
+from mvfm_ros.pipeline.outputs import output_topics
 from mvfm_ros.resources import data_places
 from mvfm_ros.ros.conversions import image_to_rgb, pose_to_matrix, stamp_to_ns
 
@@ -37,9 +37,14 @@ def find_demo_bag() -> Path:
                             '/camera/camera_info and /pose)')
 PLAYED = {'/camera/image': 'sensor_msgs/msg/Image',
           '/camera/camera_info': 'sensor_msgs/msg/CameraInfo',
+          '/camera/depth': 'sensor_msgs/msg/Image',
           '/pose': 'geometry_msgs/msg/PoseStamped'}
+# Operators the demo lifts (the built-ins: per-view superpixels and the normal head's normals).
+OPERATORS = ['superpixels', 'normals']
 # The node's inputs wired to the played topics, started active (the README's command line).
 WIRING = ['-r', 'image:=/camera/image', '-r', 'camera_info:=/camera/camera_info',
+          '-r', 'depth:=/camera/depth', '-p', 'use_depth:=true', '-p', 'map_period:=0.5',
+          '-p', f"operators:=[{','.join(OPERATORS)}]",
           '-p', 'autostart:=true', '-p', 'pose_source:=topic', '-p', 'pose_topic:=/pose']
 
 
@@ -77,7 +82,8 @@ class Session:
                                         stdout=self.log,
                                         stderr=subprocess.STDOUT, text=True)
         # Every output of the node's table, keyed by the stamp of the (new) keyframe.
-        self.outputs: dict[str, dict[int, object]] = {o.topic: {} for o in OUTPUTS}
+        self.topics = output_topics(OPERATORS)
+        self.outputs: dict[str, dict[int, object]] = {topic: {} for topic in self.topics}
         self.keep_outputs = keep_outputs
         self.counts: collections.Counter[str] = collections.Counter()
         self.last_output = time.monotonic()
@@ -88,9 +94,9 @@ class Session:
         self.poses: dict[int, np.ndarray] = {}
         self.diagnostics: dict[str, str] = {}
         types = rclpy_factory().types
-        for output in OUTPUTS:
-            self.node.create_subscription(types[output.msgtype], f'/mvfm/{output.topic}',
-                                          lambda m, t=output.topic: self._output(t, m), 50)
+        for topic, output in self.topics.items():
+            self.node.create_subscription(types[output.msgtype], f'/mvfm/{topic}',
+                                          lambda m, t=topic: self._output(t, m), 50)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
 
     def _output(self, topic: str, msg) -> None:
@@ -157,20 +163,18 @@ def play(session: Session, bag: Path, rate: float) -> tuple[dict[int, np.ndarray
     depth: dict[int, np.ndarray] = {}
     images = 0
     with AnyReader([bag]) as reader:
-        conns = [c for c in reader.connections if c.topic in PLAYED or c.topic == '/camera/depth']
+        conns = [c for c in reader.connections if c.topic in PLAYED]
         start_wall, start_bag = time.monotonic(), None
         for conn, stamp, raw in reader.messages(connections=conns):
             start_bag = stamp if start_bag is None else start_bag
             due = start_wall + (stamp - start_bag) / 1e9 / rate
             session.spin(max(0.0, due - time.monotonic()))  # keep the recorded timing
-            if conn.topic == '/camera/depth':
-                msg = reader.deserialize(raw, conn.msgtype)
-                depth[stamp_to_ns(msg.header.stamp)] = np.frombuffer(
-                    bytes(msg.data), dtype='<u2').reshape(msg.height, msg.width) / 1000.0
-                continue
             msg = deserialize_message(bytes(raw), classes[conn.msgtype])
             key = stamp_to_ns(msg.header.stamp)
-            if conn.topic == '/camera/image':
+            if conn.topic == '/camera/depth':
+                depth[key] = np.frombuffer(bytes(msg.data), dtype='<u2').reshape(
+                    msg.height, msg.width) / 1000.0
+            elif conn.topic == '/camera/image':
                 session.sent[key] = time.monotonic()
                 session.images[key] = image_to_rgb(msg)
                 images += 1
@@ -221,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             if not d or int(d.get('frames_received', 0)) < images or d.get('queue') != '0':
                 return False
             done = int(d.get('windows_processed', 0))
-            # Normals come only from models with a normal head.
-            return all(len(session.outputs[o.topic]) >= done for o in OUTPUTS
-                       if o.source not in ('normals', 'normals_color'))
+            # Normals come only from models with a normal head; the map comes by period.
+            return all(len(session.outputs[t]) >= done for t, o in session.topics.items()
+                       if o.per_view or o.scope == 'window') and bool(session.outputs['map'])
 
         if not session.wait(finished, args.timeout):
             print('mvfm-demo: the node did not finish in time; writing what arrived',

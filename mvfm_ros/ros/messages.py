@@ -18,6 +18,7 @@ from mvfm_ros.geometry.interpolation import matrix_to_quat
 from mvfm_ros.pipeline.frame import Frame, ViewResult, WindowResult
 from mvfm_ros.pipeline.outputs import (
     CAMERA_INFO,
+    POINT_CLOUD,
     WINDOW,
     WINDOW_OUTPUT,
     Output,
@@ -35,6 +36,10 @@ from mvfm_ros.ros.conversions import (
 # from text (rosbags) and for bags that embed them.
 MSG_FILES = {'mvfm_ros/msg/FeatureView': 'FeatureView.msg',
                  'mvfm_ros/msg/FeatureWindow': 'FeatureWindow.msg'}
+
+
+# numpy type (without byte order) -> sensor_msgs/PointField datatype constant.
+POINT_FIELD_TYPES = {'i1': 1, 'u1': 2, 'i2': 3, 'u2': 4, 'i4': 5, 'u4': 6, 'f4': 7, 'f8': 8}
 
 
 class MessageFactory:
@@ -87,15 +92,27 @@ class MessageFactory:
             position=self.types['geometry_msgs/msg/Point'](x=x, y=y, z=z),
             orientation=self.types['geometry_msgs/msg/Quaternion'](x=qx, y=qy, z=qz, w=qw))
 
-    def view_outputs(self, result: ViewResult) -> Iterator[tuple[Output, Any]]:
-        """Every per-view output message of one result, with the source image's header."""
+    def point_cloud(self, header: Any, cloud: np.ndarray) -> Any:
+        """sensor_msgs/PointCloud2 of a structured array (one field per named column)."""
+        field_type = self.types['sensor_msgs/msg/PointField']
+        fields = [field_type(name=name, offset=cloud.dtype.fields[name][1],
+                             datatype=POINT_FIELD_TYPES[cloud.dtype[name].str[1:]], count=1)
+                  for name in cloud.dtype.names]
+        data = np.ascontiguousarray(cloud).view(np.uint8).reshape(-1)
+        return self.types[POINT_CLOUD](
+            header=header, height=1, width=len(cloud), fields=fields, is_bigendian=False,
+            point_step=cloud.dtype.itemsize, row_step=cloud.dtype.itemsize * len(cloud),
+            data=data.tobytes() if self.payload_as_bytes else data, is_dense=True)
+
+    def view_outputs(self, result: ViewResult) -> Iterator[tuple[Output, str, Any]]:
+        """Every per-view output of one result: ``(output, topic, message)``, source header."""
         header = self.frame_header(result.frame)
-        for output, value in view_messages(result):
+        for output, topic, value in view_messages(result):
             if output.msgtype == CAMERA_INFO:
                 h, w = result.features.shape[:2]
-                yield output, self.camera_info(header, value, h, w)
+                yield output, topic, self.camera_info(header, value, h, w)
             else:
-                yield output, self.image(header, value)
+                yield output, topic, self.image(header, value)
 
     def window(self, window: WindowResult, identity: dict[str, str], world_frame: str) -> Any:
         """mvfm_ros/FeatureWindow of a processed window (see msg/FeatureWindow.msg)."""
@@ -113,25 +130,25 @@ class MessageFactory:
             new_view=window.new_view, views=views, **identity)
 
     def outputs(self, window: WindowResult, identity: dict[str, str],
-                world_frame: str) -> Iterator[tuple[Output, str, Any]]:
-        """Every output message of a window: ``(output, camera, message)``."""
+                world_frame: str) -> Iterator[tuple[Output, str, str, Any]]:
+        """Every output message of a window: ``(output, topic, camera, message)``."""
         for result in window.views:
-            for output, msg in self.view_outputs(result):
-                yield output, result.frame.camera, msg
-        yield WINDOW_OUTPUT, '', self.window(window, identity, world_frame)
+            for output, topic, msg in self.view_outputs(result):
+                yield output, topic, result.frame.camera, msg
+        yield WINDOW_OUTPUT, WINDOW_OUTPUT.topic, '', self.window(window, identity, world_frame)
 
 
 def rclpy_factory() -> MessageFactory:
     """Return a factory over the rclpy message classes (needs the built interfaces)."""
     from builtin_interfaces.msg import Time
     from geometry_msgs.msg import Point, Pose, Quaternion
-    from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
     from std_msgs.msg import Header
 
     from mvfm_ros.msg import FeatureView, FeatureWindow
 
     classes = (Time, Header, Point, Pose, Quaternion, CameraInfo, Image, RegionOfInterest,
-               FeatureView, FeatureWindow)
+               PointCloud2, PointField, FeatureView, FeatureWindow)
     types = {f'{c.__module__.split(".")[0]}/msg/{c.__name__}': c for c in classes}
     return MessageFactory(types, payload_as_bytes=True)
 

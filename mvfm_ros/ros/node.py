@@ -27,6 +27,7 @@ from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -40,9 +41,9 @@ from mvfm_ros.pipeline import (
     PipelineConfig,
     WindowResult,
 )
-from mvfm_ros.pipeline.outputs import OUTPUTS, topic_name
+from mvfm_ros.pipeline.outputs import MAP_OUTPUT, OUTPUTS, topic_name
 from mvfm_ros.ros.assemble import frame_from_messages
-from mvfm_ros.ros.conversions import stamp_to_ns
+from mvfm_ros.ros.conversions import depth_to_metres, stamp_to_ns
 from mvfm_ros.ros.inputs import Inputs
 from mvfm_ros.ros.params import LIVE, all_parameters, validate
 from mvfm_ros.ros.pose_sources import PoseNotYet, TfPoseSource, TopicPoseSource
@@ -52,6 +53,7 @@ MAX_PENDING = 64
 MAX_PROMPT_M = 1e6  # a prompt point further than this from the world origin is refused
 QOS_MATCH_PERIOD = 2.0  # seconds between re-matching input reliability to the publishers
 POSE_DEPTH = 100  # history depth of pose subscriptions
+DEPTH_KEEP = 30  # depth images kept per camera to pair with images by stamp
 
 
 class PerceptionNode(LifecycleNode):
@@ -61,7 +63,9 @@ class PerceptionNode(LifecycleNode):
         """Declare every parameter (defaults: :mod:`mvfm_ros.ros.params`)."""
         super().__init__(NODE_NAME, **kwargs)
         for name, (default, text) in all_parameters().items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+            # An empty list does not say its element type: declare string arrays by type.
+            value = Parameter.Type.STRING_ARRAY if default == [] else default
+            self.declare_parameter(name, value, ParameterDescriptor(description=text))
         self.values: dict[str, Any] = {}
         self.engine: Engine | None = None
         self.pipeline: Pipeline | None = None
@@ -75,6 +79,8 @@ class PerceptionNode(LifecycleNode):
         self._subs: list[Any] = []
         self._timers: list[Any] = []
         self._infos: dict[str, Any] = {}
+        self._depths: dict[str, collections.deque] = {}  # camera -> (stamp_ns, Image)
+        self._reset_srv = None
         self._raw: collections.deque = collections.deque()  # (camera, Image, arrival)
         self._pending: collections.deque = collections.deque()  # (frame, frame_id, deadline)
         self._intake_cond = threading.Condition()
@@ -91,10 +97,15 @@ class PerceptionNode(LifecycleNode):
         self._change_state = self._service_change_state.callback
         self._service_change_state.callback = self._on_change_state
 
+    def parameter_values(self) -> dict[str, Any]:
+        """Every parameter's current value (an unset string array is its empty default)."""
+        return {name: self.get_parameter_or(name, Parameter(name, value=default)).value
+                for name, (default, _) in all_parameters().items()}
+
     # ---------------------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Read parameters, load the model, create publishers."""
-        values = {name: self.get_parameter(name).value for name in all_parameters()}
+        values = self.parameter_values()
         try:
             validate(values)
             config = PipelineConfig.from_dict(values)
@@ -113,11 +124,17 @@ class PerceptionNode(LifecycleNode):
             f'{self.engine.input_size[0]}, window {config.window_size}')
         qos = self._output_qos()
         cameras = values['cameras']
+        operators = [op.name for op in self.engine.lifting.operators]
         for output in OUTPUTS:
             kind = self.messages.types[output.msgtype]
             for camera in cameras if output.per_view else ['']:
-                topic = topic_name(values['output_namespace'], output, camera, len(cameras))
-                self.output_pubs[topic] = self.create_lifecycle_publisher(kind, topic, qos)
+                for name in output.topics(operators):
+                    topic = topic_name(values['output_namespace'], output, camera, len(cameras),
+                                       name)
+                    self.output_pubs[topic] = self.create_lifecycle_publisher(kind, topic, qos)
+        from std_srvs.srv import Trigger
+
+        self._reset_srv = self.create_service(Trigger, '~/reset_map', self._on_reset_map)
         self.diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics',
                                                                10)
         try:
@@ -150,6 +167,10 @@ class PerceptionNode(LifecycleNode):
                             lambda msg, c=camera: self._infos.__setitem__(c, msg))
             self.inputs.add(self._input_topic(camera, 'image'), Image,
                             lambda msg, c=camera: self._on_image(c, msg))
+            if self.values['use_depth']:
+                self._depths[camera] = collections.deque(maxlen=DEPTH_KEEP)
+                self.inputs.add(self._input_topic(camera, 'depth'), Image,
+                                lambda msg, c=camera: self._on_depth(c, msg))
             if self.values['pose_source'] == 'topic':
                 kind = PoseStamped if self.values['pose_type'] == 'pose' else Odometry
                 # Poses are small and must not be lost while an image callback runs: keep
@@ -170,6 +191,8 @@ class PerceptionNode(LifecycleNode):
         self._timers.append(self.create_timer(QOS_MATCH_PERIOD, self._match_qos))
         self._timers.append(self.create_timer(self.values['diagnostics_period'],
                                               self._publish_diagnostics))
+        if self.values['use_depth'] and self.values['map_period'] > 0:
+            self._timers.append(self.create_timer(self.values['map_period'], self._publish_map))
         self.get_logger().info('active: waiting for images on ' + ', '.join(
             self.resolve_topic_name(self._input_topic(c, 'image')) for c in cameras))
         return super().on_activate(state)
@@ -215,11 +238,15 @@ class PerceptionNode(LifecycleNode):
         with self._lock:
             self._raw.clear()
             self._pending.clear()
+            self._depths.clear()
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
 
     def _release(self) -> None:
+        if self._reset_srv is not None:
+            self.destroy_service(self._reset_srv)
+            self._reset_srv = None
         for pub in self.output_pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self.output_pubs = {}
@@ -243,7 +270,7 @@ class PerceptionNode(LifecycleNode):
         node says so.
         """
         declared = all_parameters()
-        values = {name: self.get_parameter(name).value for name in declared}
+        values = self.parameter_values()
         values.update({p.name: p.value for p in params if p.name in declared})
         try:
             validate(values)
@@ -378,11 +405,39 @@ class PerceptionNode(LifecycleNode):
             self.pipeline.stats.count('frames_received')
             self.problem(err.kind, f'camera {frame.camera}: {err}')
             return True
+        if self.values['use_depth'] and not self._attach_depth(frame, deadline):
+            return False
         try:
             self.worker.submit(frame)
         except FrameError as err:
             self.problem(err.kind, f'camera {frame.camera}: {err}', counted=True)
         return True
+
+    def _attach_depth(self, frame: Frame, deadline: float) -> bool:
+        """Pair the frame with the depth of its stamp; False while it may still come."""
+        tolerance = int(self.values['depth_tolerance'] * 1e9)
+        found = [(abs(stamp - frame.stamp_ns), msg)
+                 for stamp, msg in self._depths.get(frame.camera, ())
+                 if abs(stamp - frame.stamp_ns) <= tolerance]
+        if not found:
+            if time.monotonic() < deadline:
+                return False
+            self.problem('depth_missing', f'camera {frame.camera}: no depth within '
+                         f"{self.values['depth_tolerance']} s of the image stamp after "
+                         f"tf_timeout {self.values['tf_timeout']} s; frame served without depth")
+            return True
+        try:
+            frame.depth = depth_to_metres(min(found, key=lambda item: item[0])[1],
+                                          frame.image.shape[:2])
+        except FrameError as err:
+            self.problem(err.kind, f'camera {frame.camera}: {err}; frame served without depth')
+        return True
+
+    def _on_depth(self, camera: str, msg: Image) -> None:
+        with self._lock:
+            self._depths[camera].append((stamp_to_ns(msg.header.stamp), msg))
+        with self._intake_cond:  # images waiting for this depth
+            self._intake_cond.notify()
 
     def _retry_pending(self) -> None:
         with self._lock:
@@ -437,12 +492,36 @@ class PerceptionNode(LifecycleNode):
     def _publish_results(self, window: WindowResult) -> None:
         """Publish every output of a window (worker thread); per-view ones by camera."""
         cameras = len(self.values['cameras'])
-        for output, camera, msg in self.messages.outputs(window, self.engine.identity,
-                                                         self.values['world_frame']):
-            topic = topic_name(self.values['output_namespace'], output, camera, cameras)
+        for output, name, camera, msg in self.messages.outputs(window, self.engine.identity,
+                                                               self.values['world_frame']):
+            topic = topic_name(self.values['output_namespace'], output, camera, cameras, name)
             pub = self.output_pubs.get(topic)
             if pub is not None:
                 pub.publish(msg)
+
+    def _publish_map(self) -> None:
+        """Publish the world-frame map (timer, every ``map_period``)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        header = self.messages.header(self.get_clock().now().nanoseconds,
+                                      self.values['world_frame'])
+        msg = self.messages.point_cloud(header, pipeline.map_cloud())
+        pub = self.output_pubs.get(topic_name(self.values['output_namespace'], MAP_OUTPUT, '',
+                                              1))
+        if pub is not None:
+            pub.publish(msg)
+
+    def _on_reset_map(self, request: Any, response: Any) -> Any:
+        """std_srvs/Trigger: empty the map (lifted ids keep counting)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            response.success, response.message = False, 'not configured'
+            return response
+        removed = pipeline.reset_map()
+        self.get_logger().info(f'map reset: {removed} voxels removed')
+        response.success, response.message = True, f'{removed} voxels removed'
+        return response
 
     def diagnostics(self) -> DiagnosticStatus:
         """Return the current diagnostics status (also published on /diagnostics)."""
@@ -456,6 +535,9 @@ class PerceptionNode(LifecycleNode):
         if new:
             level = DiagnosticStatus.ERROR if 'inference_errors' in new else DiagnosticStatus.WARN
             message = 'since last report: ' + ', '.join(f'{k} +{v}' for k, v in new.items())
+        if self.pipeline is not None:
+            snap.update(map_voxels=len(self.pipeline.map), map_evicted=self.pipeline.map.evicted,
+                        map_mb=self.pipeline.map.nbytes / 2**20)
         values = {**{k: f'{v:.4g}' if isinstance(v, float) else str(v) for k, v in snap.items()},
                   **{k: str(v) for k, v in problems.items()}, 'device': self.device_name,
                   'queue': str(self.worker.pending() if self.worker else 0),

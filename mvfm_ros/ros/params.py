@@ -7,7 +7,6 @@ and ``config/perception.yaml`` are checked against them by the tests.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
@@ -38,6 +37,10 @@ ROS_PARAMETERS: dict[str, tuple[Any, str]] = {
     'output_depth': (5, 'QoS history depth of the output publishers'),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages'),
     'log_throttle': (5.0, 'seconds between repeats of the same warning'),
+    'use_depth': (False, 'subscribe to depth (C/depth in a rig): registered 16UC1 mm or 32FC1 m, '
+                  'same stamp as the image; feeds mvfm/map and geometric lifting'),
+    'depth_tolerance': (0.01, 'seconds between an image stamp and its depth stamp'),
+    'map_period': (1.0, 'seconds between mvfm/map messages (0: never)'),
     'autostart': (False, 'configure and activate on start-up (the launch file sets true)'),
 }
 
@@ -56,13 +59,19 @@ PIPELINE_DESCRIPTIONS: dict[str, str] = {
     'checkpoint': 'adapter checkpoint from mvfm-train (empty + empty weights: demo model)',
     'num_segments': 'k of the joint segmentation (1 to 254)',
     'max_pose_gap': 'seconds between the two poses an image stamp is interpolated between',
+    'operators': '2D operators lifted to consistent mvfm/ops/<name>: built-in superpixels, '
+                 'normals, an entry point of mvfm_ros.operators or module:function',
+    'map_voxel_size': 'voxel edge of mvfm/map in metres (needs use_depth)',
+    'map_max_voxels': 'most voxels in mvfm/map; the least recently seen are evicted',
+    'map_features': 'feature channels f0..fN per map point (fixed PCA projection; 0: none)',
+    'map_label': 'operator whose lifted ids label the map (empty: the first label operator)',
 }
 
 
 def all_parameters() -> dict[str, tuple[Any, str]]:
     """Name -> (default, description) of every node parameter."""
-    pipeline = {f.name: (f.default, PIPELINE_DESCRIPTIONS[f.name])
-                for f in dataclasses.fields(PipelineConfig)}
+    pipeline = {name: (default, PIPELINE_DESCRIPTIONS[name])
+                for name, default in PipelineConfig.defaults().items()}
     return {**pipeline, **ROS_PARAMETERS}
 
 
@@ -73,6 +82,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     'output_depth': (1, 1000),
     'diagnostics_period': (0.05, 3600.0),
     'log_throttle': (0.0, 3600.0),
+    'depth_tolerance': (0.0, 1.0),
+    'map_period': (0.0, 3600.0),
 }
 # Parameters that act at once when set on a running node; the others take effect at the next
 # configure (deactivate, cleanup, configure, activate), and the node says so when they are set.

@@ -79,3 +79,19 @@ def segment_colors(segments: torch.Tensor, image: torch.Tensor | None = None,
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` float in [0, 1] to an ``(H, W, 3)`` uint8 array."""
     return (image.detach().float().clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).cpu().numpy()
+
+
+def label_colors(labels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` integer ids to ``(H, W, 3)`` uint8 colours, the same colour for an id always.
+
+    Hue steps by the golden ratio per id (any id, however large, without a table); negative ids
+    are black.
+    """
+    from matplotlib.colors import hsv_to_rgb
+
+    ids = np.asarray(labels, dtype=np.int64)
+    hue = (ids * 0.618033988749895) % 1.0
+    hsv = np.stack((hue, 0.65 + 0.35 * (ids % 2), 0.95 - 0.25 * ((ids // 2) % 2)), -1)
+    rgb = np.rint(hsv_to_rgb(hsv) * 255).astype(np.uint8)
+    rgb[ids < 0] = 0
+    return rgb
