@@ -229,3 +229,52 @@ def test_corrupted_payloads_are_skipped_and_reported(small_bag, engine, tmp_path
     assert report.skipped == {'undecodable_message': 1}
     assert report.results == 5
     assert 'does not decode' in caplog.text and 'no chunk checksums' in caplog.text
+
+
+def test_bag_with_depth_writes_lifted_operators_the_map_and_a_ply(small_bag, tmp_path) -> None:
+    from plyfile import PlyData
+
+    from mvfm_ros.demo.report import cloud_array
+
+    model = build_model('vit_small_patch16_224', pretrained=False,
+                        backbone_kwargs=dict(patch_size=8, embed_dim=32, depth=2, num_heads=2),
+                        normal_head=8, **TINY_ADAPTER)
+    engine = Engine(model, 'cpu', input_size=(32, 48), num_segments=3)
+    engine.set_operators(['superpixels'])
+    options = BagOptions(depth_topic='/camera/depth', map_period=0.2,
+                         ply=str(tmp_path / 'map.ply'), pipeline=PipelineConfig(**CONFIG))
+    report = process_bag(small_bag, tmp_path / 'out', options, engine=engine, progress=False)
+    assert report.results == 6 and not report.skipped and report.map_voxels > 50
+    bag = read_mcap(tmp_path / 'out')
+    expected = set(output_topics(['superpixels']))
+    assert {t for t in bag if t.startswith('/mvfm/')} == {f'/mvfm/{t}' for t in expected}
+    assert len(bag['/mvfm/ops/superpixels']) == 6
+    assert {m.encoding for _, m in bag['/mvfm/ops/superpixels']} == {'32SC1'}
+    maps = [m for _, m in bag['/mvfm/map']]
+    # Written as the map grows (every 0.2 s of image stamps) and once at the end, complete.
+    sizes = [m.width for m in maps]
+    assert len(maps) >= 2 and sizes == sorted(sizes) and sizes[-1] == report.map_voxels
+    assert all(m.header.frame_id == 'map' for m in maps)
+    cloud = cloud_array(maps[-1])
+    vertex = PlyData.read(str(tmp_path / 'map.ply'))['vertex']
+    assert len(vertex['x']) == len(cloud) and np.allclose(vertex['z'], cloud['z'])
+
+
+def test_depth_pairing_waits_for_a_late_depth_and_counts_a_missing_one() -> None:
+    from types import SimpleNamespace
+
+    from mvfm_ros.ros.bag import BagReport, DepthPairing
+
+    def msg(ns):
+        sec, nanosec = divmod(ns, 10**9)
+        return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec,
+                                                                            nanosec=nanosec)))
+
+    report = BagReport()
+    pairing = DepthPairing(0.01)
+    image_a, image_b, depth_a = msg(10**9), msg(2 * 10**9), msg(10**9 + 10**6)
+    assert pairing.add_image((image_a, None, 1), report) == []  # its depth comes later
+    assert pairing.add_depth(depth_a) == [((image_a, None, 1), depth_a)]
+    assert pairing.add_image((image_b, None, 2), report) == []
+    assert pairing.flush(report) == [((image_b, None, 2), None)]  # never came: counted
+    assert report.skipped['depth_missing'] == 1

@@ -158,6 +158,10 @@ def map_pictures(session, folder: Path) -> dict:
     colours = np.stack((rgb >> 16 & 255, rgb >> 8 & 255, rgb & 255), 1) / 255.0
     labels = cloud['label']
     ids = label_colors(labels) / 255.0
+    # Seen from above the ceiling would hide the room: drop the top 0.3 m, draw low to high.
+    order = np.argsort(cloud['z'])
+    order = order[cloud['z'][order] < cloud['z'].max() - 0.3]
+    cloud, colours, ids = cloud[order], colours[order], ids[order]
     for name, view in (('map_top.png', None), ('map_oblique.png', (35, -60))):
         fig = plt.figure(figsize=(10, 5))
         for k, (title, colour) in enumerate((('colour', colours), ('lifted superpixel ids',
@@ -173,10 +177,11 @@ def map_pictures(session, folder: Path) -> dict:
                 ax.scatter(cloud['x'], cloud['y'], cloud['z'], c=colour, s=1, linewidths=0)
                 ax.view_init(*view)
                 ax.set_box_aspect((np.ptp(cloud['x']), np.ptp(cloud['y']), np.ptp(cloud['z'])))
-            ax.set_title(f'mvfm/map, {title} ({len(cloud)} voxels, world frame)')
+            ax.set_title(f'mvfm/map: {title}\n({len(cloud)} voxels below the ceiling, '
+                         'world frame)', fontsize=10)
         fig.savefig(folder / name, dpi=110, bbox_inches='tight')
         plt.close(fig)
-    return {'voxels': int(len(cloud)), 'labels': int(len(np.unique(labels[labels >= 0]))),
+    return {'voxels': int(len(labels)), 'labels': int(len(np.unique(labels[labels >= 0]))),
             'messages': len(maps)}
 
 
@@ -202,7 +207,7 @@ def operator_scores(session, depth: dict[int, np.ndarray], keys: list[int]) -> d
             d = torch.nn.functional.interpolate(d, size=size, mode='nearest')[0, 0]
             kk = torch.as_tensor(camera_info_matrix(session.infos[k]), dtype=torch.float32)
             kk = scale_intrinsics(kk, size[1] / depth[k].shape[1], size[0] / depth[k].shape[0])
-            image = torch.from_numpy(session.images[k]).permute(2, 0, 1)[None].float()
+            image = torch.from_numpy(np.array(session.images[k])).permute(2, 0, 1)[None].float()
             image = torch.nn.functional.interpolate(image, size=size, mode='bilinear',
                                                     antialias=True, align_corners=False)
             rgb = image[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
