@@ -168,3 +168,31 @@ def test_across_window_scores_each_view_from_its_own_window(tiny_samples) -> Non
     assert across['window_size'] == 2 and across['base']['matches'] > 0
     assert across['multiview']['loc_err'] != evaluator.results()['correspondence'][
         'multiview']['all']['loc_err']
+
+
+def test_stereo_and_small_baseline_sections_take_the_right_pairs() -> None:
+    from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
+    from mvfm_ros.eval.evaluate import baseline_ratios
+
+    generator = SceneGenerator(3, SceneConfig(48, 64, supersample=1))
+    stereo = generator.sample(0, 2, 'forward', rig='stereo', baseline=0.1)
+    creep = generator.sample(1, 3, 'creep')
+    orbit = generator.sample(2, 3, 'orbit')
+    centres = stereo.cam_to_world[:, :3, 3]
+    assert float((centres[0] - centres[1]).norm()) == pytest.approx(0.1, abs=1e-4)
+    assert float(baseline_ratios(creep)[0, 1]) < 0.05 < float(baseline_ratios(orbit)[0, 2])
+    model = build_model('vit_small_patch16_224', pretrained=False, backbone_kwargs=TINY_VIT,
+                        **TINY_ADAPTER)
+    evaluator = Evaluator(model, matches_per_pair=16)
+    evaluator.add(orbit)
+    assert 'two_view_stereo' not in evaluator.results()
+    evaluator.add(stereo, 'two_view_stereo', main=False)
+    evaluator.add(creep, main=False)
+    results = evaluator.results()
+    # Extra windows count only in their sections and baseline bins, not in the main figure.
+    assert results['windows'] == 1
+    assert results['two_view_stereo']['base']['matches'] == 32  # both directions of one pair
+    assert results['small_baseline']['base']['matches'] > 0
+    small = sum(v['matches'] for k, v in results['correspondence']['base']['by_baseline'].items()
+                if k in ('0-0.02', '0.02-0.05'))
+    assert small == results['small_baseline']['base']['matches']

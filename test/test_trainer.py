@@ -136,3 +136,48 @@ def test_a_killed_run_leaves_a_marked_checkpoint_and_resumes_with_a_clean_log(
     metadata, _ = read_checkpoint(tmp_path / MODEL_FILE)
     assert (metadata['training_final'], metadata['training_step']) == ('True', '6')
     assert not (tmp_path / LATEST_FILE).exists()
+
+
+def test_cross_window_loss_is_zero_only_for_identical_features() -> None:
+    from mvfm_ros.train.losses import cross_window_loss
+
+    feats = torch.randn(2, 3, 16, 4, 5)
+    assert float(cross_window_loss(feats, feats.clone())) == pytest.approx(0.0, abs=1e-6)
+    assert float(cross_window_loss(feats, 3.0 * feats)) == pytest.approx(0.0, abs=1e-6)
+    other = feats + 0.5 * torch.randn_like(feats)
+    assert float(cross_window_loss(feats, other)) > 0.01
+
+
+def test_robot_streams_train_two_overlapping_windows_with_the_cross_term(tmp_path) -> None:
+    config = tiny_config(tmp_path, steps=2, cross_window_weight=1.0,
+                         adapter=dict(adapter_heads=2, ray_dim=8, pose_conditioning='metric'),
+                         data=dict(source='procedural', height=56, width=56, seed=5, pool=2,
+                                   motions=['creep', 'stereo'], min_views=2, max_views=4))
+    trainer = Trainer(config)
+    for step in range(6):
+        win_a, win_b = trainer.windows(step)
+        # The node's sliding window seen twice: same size, shifted, sharing views.
+        assert len(win_a) == len(win_b) and 2 <= len(win_a) <= 4
+        assert win_a[0] == 0 and 0 < win_b[0] < len(win_a) and win_b[-1] <= 4
+    batch = trainer.batch(0)
+    win_a, win_b = trainer.windows(0)
+    assert batch['images'].shape[1] == len(set(win_a) | set(win_b))
+    parts = trainer.losses(batch)
+    assert {'corr', 'reg', 'cross'} <= set(parts) and float(parts['cross']) >= 0
+    trainer.fit()  # and it trains
+    with pytest.raises(ValueError, match='motions'):
+        tiny_config(tmp_path, data=dict(motions=['teleport']))
+
+
+def test_fine_tuning_starts_from_a_checkpoint_and_may_switch_to_metric(tmp_path) -> None:
+    first = Trainer(tiny_config(tmp_path / 'a', steps=1))
+    first.fit()
+    config = tiny_config(tmp_path / 'b', init=str(tmp_path / 'a' / MODEL_FILE),
+                         adapter=dict(adapter_heads=2, ray_dim=8, pose_conditioning='metric'))
+    second = Trainer(config)
+    assert second.model.config.pose_conditioning == 'metric'
+    for key, value in first.model.trainable_state_dict().items():
+        assert torch.equal(second.model.trainable_state_dict()[key], value), key
+    with pytest.raises(ValueError, match='adapter_heads'):
+        Trainer(tiny_config(tmp_path / 'c', init=str(tmp_path / 'a' / MODEL_FILE),
+                            adapter=dict(adapter_heads=4, ray_dim=8)))

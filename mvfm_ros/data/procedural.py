@@ -20,6 +20,11 @@ from mvfm_ros.data.sample import MultiViewSample
 from mvfm_ros.data.textures import texture_bank
 
 TRAJECTORIES = ('forward', 'turn', 'orbit')
+# Small-baseline robot motions: creeping forward a few cm per frame, hovering (an arm camera
+# holding still, mm-cm jitter and a few degrees).
+SMALL_MOTIONS = ('creep', 'hover')
+MOTIONS = TRAJECTORIES + SMALL_MOTIONS
+STEREO_BASELINES = (0.05, 0.25)  # metres: the range of calibrated stereo rigs generated
 RIGS = {
     'mono': ((0.0, 0.0),),
     'stereo': ((0.0, -0.06), (0.0, 0.06)),
@@ -147,13 +152,14 @@ class SceneGenerator:
 
     # --------------------------------------------------------------------------- trajectories
     def trajectory(self, rng: np.random.Generator, num_frames: int, kind: str,
-                   rig: str = 'mono', free_radius: float = 1.2, speed: float = 1.0) -> np.ndarray:
+                   rig: str = 'mono', free_radius: float = 1.2, speed: float = 1.0,
+                   rigs: dict | None = None) -> np.ndarray:
         """Robot-like camera poses ``(num_frames * len(rig), 4, 4)``, rig cameras interleaved.
 
         ``speed`` scales the motion per frame (below 1: a camera running at a higher rate).
         """
-        if kind not in TRAJECTORIES:
-            raise ValueError(f'unknown trajectory {kind!r}; choose from {TRAJECTORIES}')
+        if kind not in MOTIONS:
+            raise ValueError(f'unknown trajectory {kind!r}; choose from {MOTIONS}')
         height = rng.uniform(0.6, 1.5)
         pitch0 = rng.uniform(0.0, 0.35)
         yaw0 = rng.uniform(0, 2 * math.pi)
@@ -166,6 +172,14 @@ class SceneGenerator:
                 yaw = yaw0 + turn * i
                 heading = np.array([math.cos(yaw), math.sin(yaw)])
                 xy = start + heading * step * i
+            elif kind == 'creep':  # forward by 1-5 cm per frame
+                yaw = yaw0 + 0.1 * turn * i
+                heading = np.array([math.cos(yaw), math.sin(yaw)])
+                xy = start + heading * step * 0.15 * i
+            elif kind == 'hover':  # holding still: mm-cm jitter, a few degrees
+                jitter = rng.normal(0.0, 0.01, size=2)
+                yaw = yaw0 + rng.normal(0.0, 0.03)
+                xy = start + jitter
             elif kind == 'turn':
                 yaw = yaw0 + (0.15 * speed + abs(turn)) * i * np.sign(turn or 1.0)
                 xy = start + 0.05 * speed * i * np.array([math.cos(yaw0), math.sin(yaw0)])
@@ -177,7 +191,7 @@ class SceneGenerator:
             if norm > free_radius * 0.85:  # stay in the free centre of the room
                 xy = xy / norm * free_radius * 0.85
             pitch = pitch0 + 0.05 * math.sin(0.7 * speed * i)
-            for yaw_off, lateral in RIGS[rig]:
+            for yaw_off, lateral in (rigs or RIGS)[rig]:
                 y = yaw + yaw_off
                 side = np.array([math.sin(y), -math.cos(y)]) * lateral
                 pos = np.array([xy[0] + side[0], xy[1] + side[1], height])
@@ -199,22 +213,30 @@ class SceneGenerator:
         return {key: torch.stack([v[key] for v in views]) for key in views[0]}
 
     def sample(self, index: int, num_views: int = 4, trajectory: str | None = None,
-               rig: str = 'mono', max_tries: int = 8) -> MultiViewSample:
+               rig: str = 'mono', max_tries: int = 8,
+               baseline: float | None = None) -> MultiViewSample:
         """Return multi-view sample ``index``: V overlapping views of one scene.
 
         Views are drawn from one trajectory; samples whose views overlap view 0 by less than
         ``config.min_overlap`` (fraction of pixels with a depth-checked correspondence) are
-        redrawn, up to ``max_tries`` times.
+        redrawn, up to ``max_tries`` times. ``rig='stereo'`` interleaves the left and right
+        camera of a rig ``baseline`` metres wide (default: drawn from
+        :data:`STEREO_BASELINES`); the small motions (``creep``, ``hover``) keep every frame.
         """
         rng = np.random.default_rng([self.seed, index])
         prims, layout = self.scene(rng)
         k = self.intrinsics()
         best = None
+        rigs = dict(RIGS)
+        if rig == 'stereo':
+            width = baseline if baseline is not None else float(rng.uniform(*STEREO_BASELINES))
+            rigs['stereo'] = ((0.0, -width / 2), (0.0, width / 2))
         for _ in range(max_tries):
             kind = trajectory or str(rng.choice(TRAJECTORIES))
             frames = -(-num_views // len(RIGS[rig]))
-            stride = int(rng.integers(1, 4))
-            poses = self.trajectory(rng, frames * stride, kind, rig, layout['free_radius'])
+            stride = 1 if kind in SMALL_MOTIONS else int(rng.integers(1, 4))
+            poses = self.trajectory(rng, frames * stride, kind, rig, layout['free_radius'],
+                                    rigs=rigs)
             poses = poses.reshape(frames * stride, len(RIGS[rig]), 4, 4)[::stride]
             poses = torch.tensor(poses.reshape(-1, 4, 4)[:num_views], dtype=torch.float32)
             views = self.render_views(prims, poses)

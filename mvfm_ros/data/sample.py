@@ -64,3 +64,21 @@ class MultiViewSample:
             value = getattr(self, f.name)
             values[f.name] = value.to(device) if isinstance(value, torch.Tensor) else value
         return MultiViewSample(**values)
+
+    def select(self, views: list[int]) -> 'MultiViewSample':
+        """Return the sample of the given views only, in that order (matches: among them)."""
+        index = torch.as_tensor(views, dtype=torch.long)
+        values = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == 'matches' and value is not None:
+                lookup = torch.full((self.num_views,), -1, dtype=torch.long)
+                lookup[index] = torch.arange(len(views))
+                a, b = lookup[value[:, 0].long()], lookup[value[:, 3].long()]
+                keep = (a >= 0) & (b >= 0)
+                value = value[keep].clone()
+                value[:, 0], value[:, 3] = a[keep].float(), b[keep].float()
+            elif isinstance(value, torch.Tensor):
+                value = value[index]
+            values[f.name] = value
+        return MultiViewSample(**values)

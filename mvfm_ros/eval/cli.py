@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--stream-window', type=int, default=0, metavar='W',
                         help='also score across_window: each view from its own sliding window '
                              'of W views, as the node publishes (use --views > W)')
+    parser.add_argument('--stereo', type=int, default=0, metavar='N',
+                        help='also score two_view_stereo on N generated stereo-rig pairs '
+                             '(5-25 cm baselines)')
+    parser.add_argument('--small-baseline', type=int, default=0, metavar='N',
+                        help='also add N generated windows of small motions (creep, hover) '
+                             'to small_baseline (view pairs with baseline/depth < 0.05 of any '
+                             'window count there too)')
     parser.add_argument('--examples', type=int, default=2,
                         help='windows drawn as contact sheets with --plot')
     parser.add_argument('--lift', type=int, default=0, metavar='N',
@@ -53,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--lift-features-only', action='store_true',
                         help='lift without depth (feature correspondences; no map)')
     return parser
+
+
+def format_sections(results: dict) -> str:
+    """Human-readable two_view_stereo and small_baseline sections (empty if absent)."""
+    lines = []
+    for name in ('two_view_stereo', 'small_baseline'):
+        if name in results:
+            s = results[name]
+            lines.append(f"{name}: base {s['base']['loc_err']:.4f}, multiview "
+                         f"{s['multiview']['loc_err']:.4f}, rgb {s['rgb']['loc_err']:.4f} (ratio "
+                         f"{s['loc_err_ratio_mv_to_base']:.3f}, {s['base']['matches']} matches)")
+    return '\n'.join(lines)
 
 
 def format_lifting(lifting: dict) -> str:
@@ -127,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f'mvfm-eval: {err}') from err
     count = min(args.windows, len(dataset))
-    if count == 0 and not args.lift:
-        raise SystemExit('mvfm-eval: nothing to evaluate (--windows 0 without --lift)')
+    if count == 0 and not (args.lift or args.stereo or args.small_baseline):
+        raise SystemExit('mvfm-eval: nothing to evaluate (--windows 0 and no other section)')
     evaluator = Evaluator(model, args.matches, seed=args.seed,
                           stream_window=args.stream_window)
     outputs = []
@@ -137,13 +156,18 @@ def main(argv: list[str] | None = None) -> int:
         out = evaluator.add(dataset.load(index))
         if len(outputs) < args.examples:
             outputs.append(out)
-    results = evaluator.results() if count else {}
+    extra = robot_windows(args, size) if args.stereo or args.small_baseline else []
+    for sample, section in tqdm(extra, desc='stereo/small baseline'):
+        evaluator.add(sample, section, main=False)
+    results = evaluator.results() if count or extra else {}
     if args.lift:
         results['lifting'] = lifting(model, args, size, device)
     results.update({'model': str(args.model), 'data': vars(data), 'device': device,
                     'seconds': time.perf_counter() - start})
     if count:
         print(format_table(results))
+    if format_sections(results):
+        print(format_sections(results))
     if 'lifting' in results:
         print(format_lifting(results['lifting']))
     if args.json:
@@ -156,6 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     if not count:
         return 0
     return 0 if not math.isnan(results['correspondence']['base']['all']['loc_err']) else 1
+
+
+def robot_windows(args: argparse.Namespace, size: tuple[int, int]) -> list:
+    """Return generated stereo pairs and small-motion windows (scenes of seed --seed + 1)."""
+    from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
+
+    generator = SceneGenerator(args.seed + 1, SceneConfig(*size, supersample=args.supersample))
+    out = [(generator.sample(i, 2, 'forward', rig='stereo'), 'two_view_stereo')
+           for i in range(args.stereo)]
+    out += [(generator.sample(10_000 + i, args.views, ('creep', 'hover')[i % 2]), None)
+            for i in range(args.small_baseline)]
+    return out
 
 
 def lifting(model, args: argparse.Namespace, size: tuple[int, int], device: str) -> dict:

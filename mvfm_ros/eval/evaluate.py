@@ -36,6 +36,29 @@ from mvfm_ros.models.heads.segmentation import cluster_segments
 from mvfm_ros.models.mvfm import MultiViewModel
 
 METHODS = ('rgb', 'base', 'multiview')
+SECTIONS = ('two_view_stereo', 'small_baseline')
+SMALL_BASELINE = 0.05  # baseline / median depth under which a view pair is small-baseline
+BASELINE_BINS = ('0-0.02', '0.02-0.05', '0.05-0.1', '0.1-0.3', '0.3+')
+
+
+def baseline_bin(ratio: float) -> str:
+    """Label of the baseline / depth bin of a ratio (:data:`BASELINE_BINS`)."""
+    if math.isnan(ratio):
+        return 'unknown'
+    for label in BASELINE_BINS[:-1]:
+        if ratio < float(label.split('-')[1]):
+            return label
+    return BASELINE_BINS[-1]
+
+
+def baseline_ratios(sample: MultiViewSample) -> torch.Tensor:
+    """``(V, V)`` distance between camera centres over the median depth (NaN: no depth)."""
+    centres = sample.cam_to_world[:, :3, 3].double()
+    distance = torch.cdist(centres, centres)
+    depth = sample.depth
+    if depth is None or not (depth > 0).any():
+        return torch.full_like(distance, math.nan)
+    return distance / max(float(depth[depth > 0].median()), 1e-6)
 
 
 @dataclass
@@ -144,11 +167,23 @@ class Evaluator:
         self.segmentation = {m: [] for m in ('base', 'multiview')}
         self.stream_window = stream_window
         self.across = {m: _Errors() for m in ('base', 'multiview')}
+        self.across_gap = {m: defaultdict(_Errors) for m in ('base', 'multiview')}
+        # Named sections: two_view_stereo (stereo-rig windows added as such) and small_baseline
+        # (every view pair whose baseline is under SMALL_BASELINE of the median depth).
+        self.sections = {name: {m: _Errors() for m in METHODS} for name in SECTIONS}
+        self.by_baseline = {m: defaultdict(_Errors) for m in METHODS}
         self.windows = 0
 
-    def add(self, sample: MultiViewSample) -> WindowOutputs:
-        """Evaluate one window; returns its outputs (for plots)."""
+    def add(self, sample: MultiViewSample, section: str | None = None,
+            main: bool = True) -> WindowOutputs:
+        """Evaluate one window; returns its outputs (for plots).
+
+        ``section`` also files every match of the window under that section
+        (``two_view_stereo`` for the windows of a stereo rig); with ``main`` False the window
+        counts only in the sections and the baseline bins (extra windows of a kind).
+        """
         feats = window_features(self.model, sample)
+        ratios = baseline_ratios(sample)
         streamed = (node_stream_features(self.model, sample, self.stream_window)
                     if self.stream_window else None)
         height, width = sample.image_size
@@ -158,17 +193,28 @@ class Evaluator:
             unit_a = to_unit(sel[:, 1:3], height, width)
             unit_b = to_unit(sel[:, 4:6], height, width)
             label = angle_bin(rotation_angle_deg(sample.cam_to_world[a], sample.cam_to_world[b]))
+            ratio = float(ratios[a, b])
+            sections = [section] if section else []
+            if ratio < SMALL_BASELINE:  # False for NaN (no depth to tell)
+                sections.append('small_baseline')
             for method, f in feats.items():
                 found = hard_matches(f[a].float(), f[b].float(), unit_a)
-                for key in (label, 'all'):
+                for key in (label, 'all') if main else ():
                     self.errors[method][key].add(found, unit_b, height, width)
+                self.by_baseline[method][baseline_bin(ratio)].add(found, unit_b, height, width)
+                for name in sections:
+                    self.sections[name][method].add(found, unit_b, height, width)
             if streamed is not None:  # views a and b come from different windows
+                gap = f'{abs(a - b)}'
                 for method, f in (('base', feats['base']), ('multiview', streamed)):
                     found = hard_matches(f[a].float(), f[b].float(), unit_a)
                     self.across[method].add(found, unit_b, height, width)
+                    self.across_gap[method][gap].add(found, unit_b, height, width)
+        out = WindowOutputs(sample, feats)
+        if not main:
+            return out
         cos = F.cosine_similarity(feats['multiview'].float(), feats['base'].float(), dim=1)
         self.cosine.append(float(cos.mean()))
-        out = WindowOutputs(sample, feats)
         if self.model.normal_head is not None:
             with torch.no_grad():
                 out.normals = self.model.normals(feats['multiview'][None], (height, width))[0]
@@ -205,13 +251,26 @@ class Evaluator:
             'cosine_to_base': sum(self.cosine) / len(self.cosine) if self.cosine else math.nan,
             'recall_thresholds_px': list(RECALL_THRESHOLDS_PX),
         }
+        for method in METHODS:
+            correspondence[method]['by_baseline'] = {
+                k: self.by_baseline[method][k].summary() for k in (*BASELINE_BINS, 'unknown')
+                if k in self.by_baseline[method]}
         if self.stream_window:
             across = {m: e.summary() for m, e in self.across.items()}
             base_err = across['base']['loc_err']
             out['across_window'] = {
                 'window_size': self.stream_window, **across,
                 'loc_err_ratio_mv_to_base': (across['multiview']['loc_err'] / base_err
-                                             if base_err else math.nan)}
+                                             if base_err else math.nan),
+                'by_gap': {m: {g: self.across_gap[m][g].summary()
+                               for g in sorted(self.across_gap[m], key=int)}
+                           for m in self.across_gap}}
+        for name, errors in self.sections.items():
+            scores = {m: e.summary() for m, e in errors.items()}
+            if scores['base']['matches']:
+                out[name] = {**scores, 'loc_err_ratio_mv_to_base': (
+                    scores['multiview']['loc_err'] / scores['base']['loc_err']
+                    if scores['base']['loc_err'] else math.nan)}
         if self.normals:
             pred = torch.cat([p for p, _ in self.normals])
             truth = torch.cat([t for _, t in self.normals])

@@ -26,6 +26,13 @@ class DataConfig:
     min_overlap: float = 0.25
     supersample: int = 2  # procedural: anti-aliasing samples per pixel side
     pool: int = 0  # procedural: cycle through this many scenes, kept in memory (0: endless)
+    # Robot streams (procedural): each item is max_views + 1 consecutive views of one motion
+    # (motions cycle per item: forward, turn, orbit, creep, hover, stereo); each step trains on
+    # windows of min_views..max_views views of it, two overlapping windows for the cross-window
+    # term. Empty: fixed windows of num_views, as the paper trains.
+    motions: list[str] = field(default_factory=list)
+    min_views: int = 2
+    max_views: int = 7
 
 
 @dataclass
@@ -48,6 +55,8 @@ class TrainConfig:
     temperature: float = 0.02
     reg_weight: float = 0.1
     normal_weight: float = 1.0  # loss weight of the normal head (if the model has one)
+    cross_window_weight: float = 0.0  # agreement of a view's features in two windows
+    init: str = ''  # adapter checkpoint whose trained weights start the run (fine-tuning)
     matches_per_sample: int = 128
     precision: str = 'auto'  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     seed: int = 0
@@ -82,6 +91,14 @@ class TrainConfig:
             raise ValueError(f'lr_schedule must be constant or cosine, not {config.lr_schedule!r}')
         if config.stage not in STAGES:
             raise ValueError(f'stage must be one of {STAGES}, not {config.stage!r}')
+        from mvfm_ros.data.procedural import MOTIONS
+
+        allowed = MOTIONS + ('stereo',)
+        bad = [m for m in config.data.motions if m not in allowed]
+        if bad:
+            raise ValueError(f'data.motions {bad} unknown; choose from {allowed}')
+        if config.data.motions and not 2 <= config.data.min_views <= config.data.max_views:
+            raise ValueError('data.min_views must be at least 2 and at most data.max_views')
         return config
 
     def to_dict(self) -> dict[str, Any]:

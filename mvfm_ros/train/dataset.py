@@ -52,21 +52,41 @@ class MatchDataset(torch.utils.data.Dataset):
         """Return the number of items."""
         return self.length
 
+    @property
+    def item_views(self) -> int:
+        """Views per item: ``max_views + 1`` for robot streams, else ``num_views``."""
+        return self.config.max_views + 1 if self.config.motions else self.config.num_views
+
+    def _generate(self, index: int) -> MultiViewSample:
+        motions = self.config.motions
+        if not motions:
+            return self.generator.sample(index, self.config.num_views)
+        motion = motions[index % len(motions)]
+        if motion == 'stereo':  # a calibrated rig driving: left, right, left, right, ...
+            return self.generator.sample(index, self.item_views, 'forward', rig='stereo')
+        return self.generator.sample(index, self.item_views, motion)
+
     def load(self, index: int) -> MultiViewSample:
         """Return the multi-view sample behind item ``index``."""
         if self.sequence is None:
             if not self.config.pool:
-                return self.generator.sample(index, self.config.num_views)
+                return self._generate(index)
             index %= self.config.pool
             if index not in self._pool:
-                self._pool[index] = self.generator.sample(index, self.config.num_views)
+                self._pool[index] = self._generate(index)
             return self._pool[index]
         window = self.windows[index % len(self.windows)]
         return self.sequence.load(window, (self.config.height, self.config.width))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """Return images, intrinsics, poses, base-view-relative matches and their mask."""
+        return self.item(index)
+
+    def item(self, index: int, views: list[int] | None = None) -> dict[str, torch.Tensor]:
+        """Return item ``index`` restricted to ``views`` (default all), matches among them."""
         sample = self.load(index)
+        if views is not None:
+            sample = sample.select(views)
         rng = torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
         views = sample.num_views
         per_pair = -(-self.matches // (views * (views - 1)))

@@ -57,3 +57,19 @@ def feature_regularizer(features: torch.Tensor, base: torch.Tensor,
     ratio = features.norm(dim=dim) / base.norm(dim=dim).clamp_min(1e-6)
     cosine = F.cosine_similarity(features, base, dim=dim)
     return (ratio - 1).abs().mean() + (1 - cosine).mean()
+
+
+def cross_window_loss(features_a: torch.Tensor, features_b: torch.Tensor,
+                      dim: int = -3) -> torch.Tensor:
+    """Disagreement of the same views' features computed in two different windows.
+
+    ``mean(1 - cos)`` over patches: zero exactly when each patch's feature points the same
+    way in both windows (the node publishes each keyframe from its own window, so this is what
+    a consumer comparing keyframes sees), positive otherwise.
+
+    Args:
+        features_a: ``(..., C, h, w)`` features of some views in one window.
+        features_b: the same views' features computed in another window.
+        dim: the channel dimension.
+    """
+    return (1 - F.cosine_similarity(features_a.float(), features_b.float(), dim=dim)).mean()

@@ -17,12 +17,17 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from mvfm_ros.models.factory import build_model
+from mvfm_ros.models.factory import build_model, load_model
 from mvfm_ros.models.heads.normals import normal_loss
 from mvfm_ros.models.mvfm import MultiViewModel
 from mvfm_ros.train.config import TrainConfig
 from mvfm_ros.train.dataset import MatchDataset
-from mvfm_ros.train.losses import correspondence_loss, feature_regularizer, to_unit
+from mvfm_ros.train.losses import (
+    correspondence_loss,
+    cross_window_loss,
+    feature_regularizer,
+    to_unit,
+)
 from mvfm_ros.train.pretrain import augmented_pairs
 
 LOG = logging.getLogger('mvfm_ros.train')
@@ -90,6 +95,8 @@ class Trainer:
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group('nccl' if cuda else 'gloo')
         seed_everything(config.seed)
+        if model is None and config.init:
+            model = self._initial_model(config)
         self.model = (model or build_model(
             config.backbone, pretrained=config.pretrained, img_size=config.img_size,
             backbone_kwargs=config.backbone_kwargs, **config.adapter)).to(self.device)
@@ -115,14 +122,61 @@ class Trainer:
             raise ValueError(f'precision must be auto, bf16 or fp32, not {config.precision!r}')
         self.autocast_dtype = torch.bfloat16 if precision == 'bf16' else None
 
+    @staticmethod
+    def _initial_model(config: TrainConfig) -> MultiViewModel:
+        """Return the model of ``config.init`` (fine-tuning): backbone, adapters and heads.
+
+        The checkpoint fixes the layout; of ``config.adapter`` only the pose conditioning may
+        differ (a model moved to ``metric`` conditioning keeps what it learnt otherwise).
+        """
+        model = load_model(config.init)
+        for key, value in config.adapter.items():
+            if key in ('pose_conditioning', 'metric_scale'):
+                setattr(model.config, key, value)
+            elif getattr(model.config, key, value) != value and not (
+                    isinstance(value, list) and tuple(value) == getattr(model.config, key)):
+                raise ValueError(f'init checkpoint {config.init!r} has {key} = '
+                                 f'{getattr(model.config, key)!r}, the config asks {value!r}')
+        return model
+
     # ------------------------------------------------------------------------------ batches
+    def windows(self, step: int) -> tuple[list[int], list[int]] | None:
+        """Two overlapping windows of the items of ``step`` (robot streams), else None.
+
+        Window A is views ``0..V-1`` and window B views ``s..s+V-1`` (``1 <= s < V``) of each
+        item: the node's sliding window seen twice, with a different reference view and
+        companions. ``V`` and ``s`` are drawn per step (all items of a batch share them),
+        deterministically.
+        """
+        data = self.config.data
+        if not data.motions:
+            return None
+        rng = torch.Generator().manual_seed(self.config.seed * 7_919 + step)
+        views = int(torch.randint(data.min_views, data.max_views + 1, (1,), generator=rng))
+        # Overlapping, as the node's consecutive windows: at least one view in both.
+        shift = int(torch.randint(1, min(views - 1, data.max_views + 1 - views) + 1, (1,),
+                                  generator=rng))
+        return list(range(views)), list(range(shift, shift + views))
+
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        """Items of this rank for ``step``: deterministic, so a resumed run sees the same data."""
+        """Items of this rank for ``step``: deterministic, so a resumed run sees the same data.
+
+        With robot streams the items hold the union of the step's two windows (window A
+        first, then B's views not in A) and ``windows`` says which of them each window takes.
+        """
         size = self.config.batch_size
         first = (step * self.world + self.rank) * size
-        items = [self.dataset[(first + b) % len(self.dataset)] for b in range(size)]
-        return {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]
-                if all(k in it for it in items)}
+        pair = self.windows(step)
+        union = None if pair is None else sorted(set(pair[0]) | set(pair[1]))
+        items = [self.dataset.item((first + b) % len(self.dataset), union)
+                 for b in range(size)]
+        out = {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]
+               if all(k in it for it in items)}
+        if pair is not None:
+            local = {v: i for i, v in enumerate(union)}
+            out['windows'] = torch.tensor([[local[v] for v in w] for w in pair],
+                                          device=self.device)
+        return out
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -133,19 +187,71 @@ class Trainer:
         """Loss terms and their weighted total (``step`` seeds the pretraining crops)."""
         if self.pretraining:
             return self._pretrain_losses(batch, step)
+        if 'windows' in batch:
+            return self._window_pair_losses(batch)
         with self._autocast():
             feats = self.module(batch['images'], batch['intrinsics'], batch['cam_to_world'])
             base = self.model.base_features(batch['images'])
         size = tuple(batch['images'].shape[-2:])
         corr = matching_loss(feats.float(), batch['matches'], batch['valid'], size,
                              self.config.temperature)
+        return self._with_reg_and_normals(corr, feats, base, batch.get('normals'), size)
+
+    def _with_reg_and_normals(self, corr: torch.Tensor, feats: torch.Tensor,
+                              base: torch.Tensor, normals: torch.Tensor | None,
+                              size: tuple[int, int]) -> dict[str, torch.Tensor]:
         reg = feature_regularizer(feats, base)
         parts = {'loss': corr + self.config.reg_weight * reg, 'corr': corr, 'reg': reg}
-        if self.model.normal_head is not None and 'normals' in batch:
+        if self.model.normal_head is not None and normals is not None:
             # The probe reads the features without changing them (detach), as a probe should.
             predicted = self.model.normals(feats.detach().float(), size)
-            parts['normal'] = normal_loss(predicted, batch['normals'])
+            parts['normal'] = normal_loss(predicted, normals)
             parts['loss'] = parts['loss'] + self.config.normal_weight * parts['normal']
+        return parts
+
+    def _window_pair_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Losses of two overlapping windows per item (robot streams).
+
+        Correspondences are scored across the pair (a view of window A against a view of
+        window B where possible, so most matches compare features from different windows);
+        the cross-window term asks the views both windows share to keep their features.
+        """
+        win_a, win_b = batch['windows'].tolist()
+        views = len(win_a)
+
+        def take(key: str, window: list[int]) -> torch.Tensor:
+            return batch[key][:, window]
+
+        stacked = {k: torch.cat((take(k, win_a), take(k, win_b))) for k in
+                   ('images', 'intrinsics', 'cam_to_world')}
+        with self._autocast():
+            feats = self.module(stacked['images'], stacked['intrinsics'],
+                                stacked['cam_to_world'])
+            base = self.model.base_features(stacked['images'])
+        b = batch['images'].shape[0]
+        feats_a, feats_b = feats[:b], feats[b:]
+        # Union view -> position among [window A views, window B views] (B offset by V).
+        units = batch['images'].shape[1]
+        in_a = torch.full((units,), -1, dtype=torch.long, device=feats.device)
+        in_b = in_a.clone()
+        in_a[win_a] = torch.arange(views, device=feats.device)
+        in_b[win_b] = torch.arange(views, device=feats.device) + views
+        rows = batch['matches'].clone()
+        va, vb = rows[..., 0].long(), rows[..., 3].long()
+        rows[..., 0] = torch.where(in_a[va] >= 0, in_a[va], in_b[va]).float()
+        rows[..., 3] = torch.where(in_b[vb] >= 0, in_b[vb], in_a[vb]).float()
+        size = tuple(batch['images'].shape[-2:])
+        corr = matching_loss(torch.cat((feats_a, feats_b), 1).float(), rows, batch['valid'],
+                             size, self.config.temperature)
+        normals = (torch.cat((take('normals', win_a), take('normals', win_b)))
+                   if 'normals' in batch else None)
+        parts = self._with_reg_and_normals(corr, feats, base, normals, size)
+        shared = [v for v in win_a if v in win_b]
+        if shared and self.config.cross_window_weight:
+            pos_a = [win_a.index(v) for v in shared]
+            pos_b = [win_b.index(v) for v in shared]
+            parts['cross'] = cross_window_loss(feats_a[:, pos_a], feats_b[:, pos_b])
+            parts['loss'] = parts['loss'] + self.config.cross_window_weight * parts['cross']
         return parts
 
     def _pretrain_losses(self, batch: dict[str, torch.Tensor], step: int,
