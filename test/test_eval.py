@@ -111,14 +111,17 @@ def test_mvfm_eval_writes_json_and_pictures(tmp_path, capsys) -> None:
     assert load_model(path).config.input_size == (32, 48)
     out = tmp_path / 'eval.json'
     code = eval_main([str(path), '--windows', '2', '--views', '3', '--matches', '16',
+                      '--stream-window', '2', '--stereo', '1', '--small-baseline', '1',
                       '--json', str(out), '--plot', str(tmp_path / 'plots')])
     assert code == 0
     results = json.loads(out.read_text())
     assert results['windows'] == 2 and results['data']['height'] == 32
     assert not math.isnan(results['correspondence']['rgb']['all']['loc_err'])
+    assert {'across_window', 'two_view_stereo', 'small_baseline'} <= set(results)
+    assert set(results['across_window']['by_gap']['multiview']) == {'1', '2'}
     pngs = sorted(p.name for p in (tmp_path / 'plots').glob('*.png'))
-    assert pngs == ['matches_0.png', 'matches_1.png', 'metrics.png', 'window_0.png',
-                    'window_1.png']
+    assert pngs == ['baseline_and_gap.png', 'matches_0.png', 'matches_1.png', 'metrics.png',
+                    'window_0.png', 'window_1.png']
     assert all((tmp_path / 'plots' / p).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' for p in pngs)
     assert 'multi-view / base location error' in capsys.readouterr().out
 

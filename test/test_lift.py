@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from mvfm_ros.data import SceneConfig, SceneGenerator
-from mvfm_ros.eval.lift_metrics import corresponding_pixels, id_stability, label_consistency
+from mvfm_ros.eval.lift_metrics import (
+    corresponding_pixels,
+    id_stability,
+    label_consistency,
+    surface_distance,
+)
 from mvfm_ros.lift.fuse import fuse_maps
 from mvfm_ros.lift.labels import LabelLifter
 from mvfm_ros.lift.operators import OperatorError, load_operator, load_operators
@@ -167,19 +172,8 @@ def test_pipeline_lifts_superpixels_and_maps_the_surfaces(stream) -> None:
     # from, checked in the view that sees it best); labelled with lifted ids.
     cloud = pipeline.map_cloud()
     assert len(cloud) > 100 and (cloud['label'] >= 0).mean() > 0.9
-    points = torch.from_numpy(np.stack([cloud['x'], cloud['y'], cloud['z']], 1)).double()
-    best = torch.full((len(points),), float('inf'), dtype=torch.float64)
-    for v in range(stream.num_views):
-        pose, k = stream.cam_to_world[v].double(), stream.intrinsics[v].double()
-        cam = (points - pose[:3, 3]) @ pose[:3, :3]
-        uv = cam @ k.T
-        u = (uv[:, 0] / cam[:, 2]).round().long()
-        r = (uv[:, 1] / cam[:, 2]).round().long()
-        ok = (cam[:, 2] > 0) & (u >= 0) & (u < SIZE[1]) & (r >= 0) & (r < SIZE[0])
-        err = torch.full_like(best, float('inf'))
-        err[ok] = (depth[v][r[ok], u[ok]].double() - cam[ok, 2]).abs()
-        best = torch.minimum(best, err)
-    assert (best <= 2 * 0.05).float().mean() > 0.99
+    best = surface_distance(np.stack([cloud['x'], cloud['y'], cloud['z']], 1), stream)
+    assert (best <= 2 * 0.05).mean() > 0.99
     assert pipeline.stats.snapshot()['map_update_p50_s'] > 0
     assert pipeline.reset_map() == len(cloud) and len(pipeline.map_cloud()) == 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2 Jazzy wheels) not installed')
 
@@ -13,6 +12,7 @@ from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from mvfm_ros.demo.report import cloud_array  # noqa: E402
+from mvfm_ros.eval.lift_metrics import surface_distance  # noqa: E402
 from mvfm_ros.ros.conversions import image_fields  # noqa: E402
 
 VOXEL = 0.05
@@ -55,20 +55,8 @@ def test_node_maps_depth_lifts_operators_and_resets(ros_context, sequence, capfd
         assert [f.name for f in msg.fields][6:] == [f'f{i}' for i in range(8)]
         cloud = cloud_array(msg)
         # Points on the generated surfaces: within 2 voxels of the depth of some view.
-        points = torch.from_numpy(np.stack([cloud['x'], cloud['y'], cloud['z']], 1)).double()
-        best = torch.full((len(points),), float('inf'), dtype=torch.float64)
-        for v in range(sample.num_views):
-            pose, k = sample.cam_to_world[v].double(), sample.intrinsics[v].double()
-            cam = (points - pose[:3, 3]) @ pose[:3, :3]
-            uv = cam @ k.T
-            u = (uv[:, 0] / cam[:, 2]).round().long()
-            r = (uv[:, 1] / cam[:, 2]).round().long()
-            h, w = sample.depth.shape[-2:]
-            ok = (cam[:, 2] > 0) & (u >= 0) & (u < w) & (r >= 0) & (r < h)
-            err = torch.full_like(best, float('inf'))
-            err[ok] = (sample.depth[v][r[ok], u[ok]].double() - cam[ok, 2]).abs()
-            best = torch.minimum(best, err)
-        assert (best <= 2 * VOXEL).double().mean() > 0.99
+        best = surface_distance(np.stack([cloud['x'], cloud['y'], cloud['z']], 1), sample)
+        assert (best <= 2 * VOXEL).mean() > 0.99
         assert (cloud['label'] >= 0).mean() > 0.9
         # The reset service empties the map; the next map message is empty.
         client = harness.peer.create_client(Trigger, '/mvfm_perception/reset_map')

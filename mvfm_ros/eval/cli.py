@@ -219,10 +219,17 @@ def write_plots(results: dict, outputs: list, folder: Path) -> None:
     from mvfm_ros.eval.metrics import hard_matches
     from mvfm_ros.geometry.sampling import to_pixels, to_unit
     from mvfm_ros.viz.colors import normal_colors
-    from mvfm_ros.viz.figures import plot_matches, plot_metric_bars, plot_window, window_panels
+    from mvfm_ros.viz.figures import (
+        plot_error_curves,
+        plot_matches,
+        plot_metric_bars,
+        plot_window,
+        window_panels,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     plot_metric_bars(results, folder / 'metrics.png')
+    plot_error_curves(results, folder / 'baseline_and_gap.png')
     for i, out in enumerate(outputs):
         sample = out.sample
         panels = window_panels({k: out.features[k] for k in ('base', 'multiview')},

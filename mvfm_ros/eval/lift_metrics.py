@@ -79,3 +79,37 @@ def normal_error(normals: np.ndarray, truth: np.ndarray) -> float:
     cos = (normals[known] * truth[known]).sum(-1) / np.maximum(
         np.linalg.norm(normals[known], axis=-1), 1e-12)
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).mean())
+
+
+def surface_lookups(points: np.ndarray, sample) -> list[tuple[int, np.ndarray, np.ndarray,
+                                                               np.ndarray, np.ndarray]]:
+    """Where world points ``(N, 3)`` fall in each view of a sample with depth.
+
+    Returns, per view, ``(view, indices, rows, cols, error)``: the points in front of the camera
+    and inside its image, their pixel, and ``|depth - z|`` there (how far off the surface the
+    view measured they are).
+    """
+    out = []
+    pts = torch.as_tensor(np.asarray(points), dtype=torch.float64)
+    height, width = sample.depth.shape[-2:]
+    for v in range(sample.num_views):
+        pose = sample.cam_to_world[v].double()
+        cam = (pts - pose[:3, 3]) @ pose[:3, :3]
+        uv = cam @ sample.intrinsics[v].double().T
+        z = cam[:, 2]
+        cols = (uv[:, 0] / z.clamp_min(1e-9)).round().long()
+        rows = (uv[:, 1] / z.clamp_min(1e-9)).round().long()
+        idx = ((z > 0) & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)).nonzero()
+        idx = idx[:, 0]
+        seen = sample.depth[v][rows[idx], cols[idx]].double()
+        out.append((v, idx.numpy(), rows[idx].numpy(), cols[idx].numpy(),
+                    (seen - z[idx]).abs().numpy()))
+    return out
+
+
+def surface_distance(points: np.ndarray, sample) -> np.ndarray:
+    """``(N,)`` smallest ``|depth - z|`` of each world point over the views that see it."""
+    best = np.full(len(points), np.inf)
+    for _, idx, _, _, error in surface_lookups(points, sample):
+        np.minimum.at(best, idx, error)
+    return best

@@ -26,6 +26,8 @@ from mvfm_ros.eval.lift_metrics import (
     normal_angles,
     normal_error,
     purity,
+    surface_distance,
+    surface_lookups,
 )
 from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.pipeline.config import PipelineConfig
@@ -50,28 +52,15 @@ def map_scores(pipeline: Pipeline, sample: MultiViewSample) -> dict[str, float]:
     cloud = pipeline.map_cloud()
     if not len(cloud):
         return {'voxels': 0}
-    points = torch.from_numpy(np.stack([cloud['x'], cloud['y'], cloud['z']], 1)).double()
+    points = np.stack([cloud['x'], cloud['y'], cloud['z']], 1)
     votes = [defaultdict(int) for _ in range(len(points))]
-    on_surface = np.zeros(len(points), bool)
     tolerance = 2 * pipeline.map.voxel_size
-    for v in range(sample.num_views):
-        k = sample.intrinsics[v].double()
-        pose = sample.cam_to_world[v].double()
-        cam = (points - pose[:3, 3]) @ pose[:3, :3]
-        uv = cam @ k.T
-        z = cam[:, 2]
-        u = (uv[:, 0] / z.clamp_min(1e-9)).round().long()
-        r = (uv[:, 1] / z.clamp_min(1e-9)).round().long()
-        h, w = sample.depth.shape[-2:]
-        inside = (z > 0) & (u >= 0) & (u < w) & (r >= 0) & (r < h)
-        idx = inside.nonzero()[:, 0]
-        seen = sample.depth[v][r[idx], u[idx]].double()
-        close = (seen - z[idx]).abs() <= tolerance
-        on_surface[idx[close].numpy()] = True
+    on_surface = surface_distance(points, sample) <= tolerance
+    for v, idx, rows, cols, error in surface_lookups(points, sample):
         if sample.instances is None:
-            continue
-        inst = sample.instances[v][r[idx], u[idx]].numpy()
-        for i, ok, g in zip(idx.numpy(), close.numpy(), inst):
+            break
+        inst = sample.instances[v].numpy()[rows, cols]
+        for i, ok, g in zip(idx, error <= tolerance, inst):
             if ok and g >= 0:
                 votes[i][int(g)] += 1
     truth = np.array([max(d, key=d.get) if d else -1 for d in votes])

@@ -59,6 +59,39 @@ def plot_metric_bars(results: dict, path: str | os.PathLike) -> None:
     _save(fig, path)
 
 
+def plot_error_curves(results: dict, path: str | os.PathLike) -> bool:
+    """Location error against baseline/depth and, across windows, against keyframe gap.
+
+    Returns False (nothing written) when the results hold neither.
+    """
+    corr = results.get('correspondence', {})
+    across = results.get('across_window', {}).get('by_gap', {})
+    by_baseline = {m: corr[m].get('by_baseline', {}) for m in METHOD_LABELS if m in corr}
+    if not any(by_baseline.values()) and not across:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for method, bins in by_baseline.items():
+        labels = [b for b in bins if b != 'unknown']
+        ax1.plot(range(len(labels)), [bins[b]['loc_err'] for b in labels], 'o-',
+                 label=METHOD_LABELS[method], color=METHOD_COLOURS[method])
+        ax1.set_xticks(range(len(labels)), [f"{b}\n(n={bins[b]['matches']})" for b in labels])
+    ax1.set_xlabel('baseline / median depth')
+    ax1.set_ylabel('location error (lower is better)')
+    ax1.set_title('Within a window, by baseline')
+    ax1.legend()
+    for method, gaps in across.items():
+        keys = sorted(gaps, key=int)
+        ax2.plot([int(k) for k in keys], [gaps[k]['loc_err'] for k in keys], 'o-',
+                 label=f'{METHOD_LABELS[method]} (as published)',
+                 color=METHOD_COLOURS[method])
+    ax2.set_xlabel('keyframe gap (each keyframe from its own window)')
+    ax2.set_title('Across windows, by keyframe gap')
+    if across:
+        ax2.legend()
+    _save(fig, path)
+    return True
+
+
 def plot_window(images: torch.Tensor, panels: dict[str, torch.Tensor],
                 path: str | os.PathLike, title: str = '',
                 row_labels: list[str] | None = None,
