@@ -44,7 +44,9 @@ check-readme: $(INTERFACES)
 demo-model: $(STAMP)
 	$(BIN)/mvfm-train config/demo/pretrain.yaml
 	$(BIN)/mvfm-train config/demo/adapters_late.yaml
-	cp runs/demo/adapters_late/model.safetensors mvfm_ros/demo/mvfm_demo_vit.safetensors
+	$(BIN)/mvfm-train config/demo/adapters_robot.yaml
+	$(BIN)/mvfm-train config/demo/adapters_robot_more.yaml
+	cp runs/demo/adapters_robot_more/model.safetensors mvfm_ros/demo/mvfm_demo_vit.safetensors
 
 # Re-resolve the pins from requirements-dev.txt (torch kept at the version torchvision is built
 # for) in a scratch environment; nothing is installed.

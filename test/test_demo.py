@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mvfm_ros import load_model
+from mvfm_ros.pipeline import demo_model_path
 from mvfm_ros.pipeline.outputs import output_topics
 from mvfm_ros.ros.demo import OPERATORS
 
@@ -41,6 +43,8 @@ def test_demo_collects_every_output_of_every_keyframe(tmp_path) -> None:
     assert (out / 'map_top.png').is_file() and (out / 'map_oblique.png').is_file()
     lift = summary['operators']['superpixels']
     assert lift['lifted']['consistency'] > lift['per_view']['consistency']
-    assert summary['model']['backbone'] and summary['model']['pose_conditioning'] == 'paper'
+    assert summary['model']['backbone']
+    shipped = load_model(demo_model_path()).config.pose_conditioning
+    assert summary['model']['pose_conditioning'] == shipped
     # One contact sheet per published window message.
     assert len(list(out.glob('window_*.png'))) == summary['contact_sheets'] == windows

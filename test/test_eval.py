@@ -199,3 +199,21 @@ def test_stereo_and_small_baseline_sections_take_the_right_pairs() -> None:
     small = sum(v['matches'] for k, v in results['correspondence']['base']['by_baseline'].items()
                 if k in ('0-0.02', '0.02-0.05'))
     assert small == results['small_baseline']['base']['matches']
+
+
+def test_shipped_demo_model_is_consistent_for_stereo_pairs_and_across_windows() -> None:
+    """What a robot meets: a calibrated stereo pair, and keyframes from different windows."""
+    from mvfm_ros.pipeline import demo_model_path
+
+    model = load_model(demo_model_path())
+    height, width = model.config.input_size
+    generator = SceneGenerator(1001, SceneConfig(height, width, supersample=1))  # held out
+    evaluator = Evaluator(model, matches_per_pair=64, stream_window=3)
+    for index in range(6):
+        evaluator.add(generator.sample(index, 2, 'forward', rig='stereo'), 'two_view_stereo',
+                      main=False)
+    for index in range(3):
+        evaluator.add(generator.sample(100 + index, 5))
+    results = evaluator.results()
+    assert results['two_view_stereo']['loc_err_ratio_mv_to_base'] <= 0.6, results
+    assert results['across_window']['loc_err_ratio_mv_to_base'] <= 0.8, results

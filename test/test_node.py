@@ -23,11 +23,13 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from mvfm_ros.data.correspondence import sample_correspondences  # noqa: E402
 from mvfm_ros.geometry.camera import scale_intrinsics  # noqa: E402
 from mvfm_ros.geometry.sampling import sample_features, to_unit  # noqa: E402
+from mvfm_ros.models.factory import load_model  # noqa: E402
 from mvfm_ros.pipeline import demo_model_path  # noqa: E402
 from mvfm_ros.pipeline.outputs import output_topics  # noqa: E402
 from mvfm_ros.ros.messages import rclpy_factory  # noqa: E402
 
 rclpy = pytest.importorskip('rclpy')
+
 
 
 def test_node_publishes_consistent_outputs_for_each_keyframe(ros_context, sequence) -> None:
@@ -122,7 +124,9 @@ def check_windows(windows, feats, sample, window_size) -> None:
         assert key == (window.header.stamp.sec, window.header.stamp.nanosec)
         assert bytes(new.features.data) == bytes(per_keyframe[key].data)
         assert window.backbone and len(window.backbone_sha256) == 64
-        assert window.checkpoint_sha256 and window.pose_conditioning == 'paper'
+        # The shipped model's identity, as its checkpoint records it.
+        assert window.checkpoint_sha256 and window.pose_conditioning == load_model(
+            demo_model_path()).config.pose_conditioning
     # Reproject: points seen in the first view, through each view's pose and feature-grid K,
     # land where the ground truth puts them (in feature-grid pixels).
     last = windows[-1]

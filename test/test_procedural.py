@@ -62,9 +62,20 @@ def test_views_overlap_as_configured(generator: SceneGenerator) -> None:
 
 
 def test_rig_and_trajectory_options(generator: SceneGenerator) -> None:
-    stereo = generator.sample(0, num_views=2, trajectory='forward', rig='stereo')
-    baseline = (stereo.cam_to_world[0, :3, 3] - stereo.cam_to_world[1, :3, 3]).norm()
-    assert torch.isclose(baseline, torch.tensor(0.12), atol=1e-4)
+    def baseline(sample) -> float:
+        return float((sample.cam_to_world[0, :3, 3] - sample.cam_to_world[1, :3, 3]).norm())
+
+    # A stereo rig 5-25 cm wide (drawn per sample), or as wide as asked.
+    widths = [baseline(generator.sample(i, num_views=2, trajectory='forward', rig='stereo'))
+              for i in range(4)]
+    assert all(0.05 <= w <= 0.25 for w in widths) and len(set(widths)) == 4
+    asked = generator.sample(0, num_views=2, trajectory='forward', rig='stereo', baseline=0.12)
+    assert baseline(asked) == pytest.approx(0.12, abs=1e-4)
+    # Small motions: creeping and hovering move centimetres between consecutive frames.
+    for kind in ('creep', 'hover'):
+        sample = generator.sample(1, num_views=3, trajectory=kind)
+        steps = (sample.cam_to_world[1:, :3, 3] - sample.cam_to_world[:-1, :3, 3]).norm(dim=1)
+        assert float(steps.max()) < 0.08, (kind, steps)
     with pytest.raises(ValueError, match='unknown trajectory'):
         generator.sample(0, trajectory='teleport')
 
