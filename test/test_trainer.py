@@ -84,6 +84,11 @@ def test_shipped_training_config_parses() -> None:
                                    'train_dinov2_vits14.yaml')
     assert config.temperature == 0.02 and config.reg_weight == 0.1 and config.batch_size == 4
     assert config.data.num_views == 4 and config.img_size == 518
+    # Every demo-model stage parses too (unknown keys would be an error).
+    for path in sorted((Path(__file__).resolve().parents[1] / 'config' / 'demo').glob('*.yaml')):
+        TrainConfig.from_yaml(path)
+    robot = TrainConfig.from_yaml(path.with_name('adapters_robot_more.yaml'))
+    assert robot.adapter['pose_conditioning'] == 'metric' and robot.data.motions
 
 
 def test_torchrun_ddp_on_cpu(tmp_path: Path) -> None:
