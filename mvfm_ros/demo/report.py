@@ -50,7 +50,8 @@ def contact_sheets(session, folder: Path) -> int:
     """Write one sheet per window the node published on ``mvfm/window``.
 
     Each shows the window's views as the model saw them, with one PCA over the window's
-    features; normals and segments of each view are the ones published when it was new.
+    features; normals, segments and lifted superpixel ids of each view are the ones published
+    when it was new (ids as published: the same colour is the same id across keyframes).
     """
     out = session.outputs
     for i, key in enumerate(sorted(out['window'])):
@@ -66,8 +67,9 @@ def contact_sheets(session, folder: Path) -> int:
             return torch.nn.functional.interpolate(stack, size=size, mode='nearest')
 
         panels = {'feature PCA (joint)': upsample(pca_colors(feats))}
-        for name, topic in (('normals', 'normals/color'), ('segments', 'segmentation/color')):
-            if all(k in out[topic] for k in stamps):
+        for name, topic in (('normals', 'normals/color'), ('segments', 'segmentation/color'),
+                            ('lifted superpixels', 'ops/superpixels/color')):
+            if all(k in out.get(topic, {}) for k in stamps):
                 panels[f'{name} (when new)'] = upsample(torch.stack(
                     [_chw(_array(out[topic][k])) / 255.0 for k in stamps]))
         labels = [f'view {j}{" (new)" if j == msg.new_view else ""}\n{k / 1e9 % 1000:.2f} s'

@@ -242,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: summary[k] for k in ('images_played', 'keyframes', 'windows',
                                                'latency_s', 'matches_within_8px')}, indent=1))
     print(f'\ndemo output: {args.output.resolve()}/\n  window_*.png  contact sheets '
-          f'(input | feature PCA | normals | segmentation)\n  correspondences.png  base vs '
-          f"multi-view matches\n  summary.json  counts and latency\n  node.log  the node's log")
+          f'(input | feature PCA | normals | segmentation | lifted superpixels)\n'
+          f'  correspondences.png  base vs multi-view matches\n  map_top.png, map_oblique.png  '
+          f"the node's voxel map\n  summary.json  counts, latency, lifting and map\n"
+          f"  node.log  the node's log")
     return 0 if summary['windows'] > 0 and code == 0 else 1
 
 
