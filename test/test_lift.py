@@ -7,12 +7,8 @@ import pytest
 import torch
 
 from mvfm_ros.data import SceneConfig, SceneGenerator
-from mvfm_ros.eval.lift_metrics import (
-    corresponding_pixels,
-    id_stability,
-    label_consistency,
-    surface_distance,
-)
+from mvfm_ros.data.correspondence import corresponding_pixels
+from mvfm_ros.eval.lift_metrics import id_stability, label_consistency, surface_distance
 from mvfm_ros.lift.fuse import fuse_maps
 from mvfm_ros.lift.labels import LabelLifter
 from mvfm_ros.lift.operators import OperatorError, load_operator, load_operators
@@ -158,9 +154,9 @@ def test_pipeline_lifts_superpixels_and_maps_the_surfaces(stream) -> None:
                for r in results)
     # Published (lifted) ids of consecutive keyframes agree better than per-view superpixels.
     depth = stream.depth
-    ia, ib = corresponding_pixels(depth[3], depth[4], stream.intrinsics[3],
-                                  stream.intrinsics[4], stream.cam_to_world[3],
-                                  stream.cam_to_world[4])
+    ia, ib = (t.numpy() for t in corresponding_pixels(
+        depth[3], depth[4], stream.intrinsics[3], stream.intrinsics[4],
+        stream.cam_to_world[3], stream.cam_to_world[4]))
     lifted = label_consistency(results[3].ops['superpixels'], results[4].ops['superpixels'],
                                ia, ib)
     per_view = label_consistency(*(engine.lifting.operators[0](f.image)

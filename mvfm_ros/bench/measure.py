@@ -16,6 +16,7 @@ from tqdm import tqdm
 from mvfm_ros.bench.cli import DEMO
 from mvfm_ros.bench.export import example_inputs
 from mvfm_ros.bench.timing import time_call
+from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.models.factory import build_model, load_model
 from mvfm_ros.models.trunk import join_states
 from mvfm_ros.pipeline.config import PipelineConfig
@@ -144,7 +145,7 @@ def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> di
     # The map update of a keyframe with a depth image at the camera's resolution.
     pipeline = Pipeline(engine, PipelineConfig(map_voxel_size=args.map_voxel))
     cam_h, cam_w = args.camera[1], args.camera[0]
-    cam_k = k * np.array([[cam_w / w], [cam_h / h], [1.0]])
+    cam_k = scale_intrinsics(torch.as_tensor(k), cam_w / w, cam_h / h).numpy()
     for repeat in range(args.warmup + args.repeats):
         engine._cache.pop(newest.uid, None)
         window = engine.run(frames, outputs=[len(frames) - 1])

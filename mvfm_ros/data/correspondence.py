@@ -49,6 +49,20 @@ def correspondence_mask(depth_a: torch.Tensor, depth_b: torch.Tensor, k_a: torch
     return inside & agree, pixels
 
 
+def corresponding_pixels(depth_a: torch.Tensor, depth_b: torch.Tensor, k_a: torch.Tensor,
+                         k_b: torch.Tensor, pose_a: torch.Tensor, pose_b: torch.Tensor,
+                         rel_tol: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices ``(N,)`` of the pixels of A and of their partners in B (nearest pixel).
+
+    The pixels :func:`correspondence_mask` keeps, as indices into ``depth_a.flatten()`` and
+    ``depth_b.flatten()``: what dense consumers (lifting, consistency scores) index with.
+    """
+    valid, pixels = correspondence_mask(depth_a, depth_b, k_a, k_b, pose_a, pose_b, rel_tol)
+    idx_a = valid.flatten().nonzero()[:, 0]
+    uv = pixels.reshape(-1, 2)[idx_a].round().long()
+    return idx_a, uv[:, 1] * depth_b.shape[1] + uv[:, 0]
+
+
 def overlap_fraction(depth_a: torch.Tensor, depth_b: torch.Tensor, k_a: torch.Tensor,
                      k_b: torch.Tensor, pose_a: torch.Tensor, pose_b: torch.Tensor) -> float:
     """Fraction of A's valid-depth pixels that are visible in B."""

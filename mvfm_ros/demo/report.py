@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvfm_ros.data.correspondence import sample_correspondences
-from mvfm_ros.eval.lift_metrics import corresponding_pixels, id_stability, label_consistency
+from mvfm_ros.data.correspondence import corresponding_pixels, sample_correspondences
+from mvfm_ros.data.imageio import resize_depth, resize_image
+from mvfm_ros.eval.lift_metrics import id_stability, label_consistency
 from mvfm_ros.eval.metrics import hard_matches, location_errors
 from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.sampling import to_pixels, to_unit
@@ -19,7 +20,7 @@ from mvfm_ros.pipeline.frame import Frame
 from mvfm_ros.pipeline.pipeline import percentiles
 from mvfm_ros.ros.conversions import camera_info_matrix, stamp_to_ns
 from mvfm_ros.ros.messages import POINT_FIELD_TYPES
-from mvfm_ros.viz.colors import label_colors, palette, pca_colors
+from mvfm_ros.viz.colors import label_colors, palette, pca_colors, to_uint8
 from mvfm_ros.viz.figures import normals_legend, plot_matches, plot_window
 
 TOLERANCE_PX = 8.0
@@ -205,18 +206,15 @@ def operator_scores(session, depth: dict[int, np.ndarray], keys: list[int]) -> d
         size = la.shape
         frames = []
         for k in (a, b):
-            d = torch.from_numpy(depth[k]).float()[None, None]
-            d = torch.nn.functional.interpolate(d, size=size, mode='nearest')[0, 0]
+            # As the engine prepares a frame: the image and depth at the model input size.
+            d = resize_depth(torch.from_numpy(depth[k]).float(), size)
             kk = torch.as_tensor(camera_info_matrix(session.infos[k]), dtype=torch.float32)
             kk = scale_intrinsics(kk, size[1] / depth[k].shape[1], size[0] / depth[k].shape[0])
-            image = torch.from_numpy(np.array(session.images[k])).permute(2, 0, 1)[None].float()
-            image = torch.nn.functional.interpolate(image, size=size, mode='bilinear',
-                                                    antialias=True, align_corners=False)
-            rgb = image[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+            image = resize_image(_chw(session.images[k]) / 255.0, size)
             frames.append((d, kk, torch.as_tensor(session.poses[k], dtype=torch.float32),
-                           superpixels(rgb)))
+                           superpixels(to_uint8(image))))
         (da, ka, pa, sa), (db, kb, pb, sb) = frames
-        ia, ib = corresponding_pixels(da, db, ka, kb, pa, pb)
+        ia, ib = (t.numpy() for t in corresponding_pixels(da, db, ka, kb, pa, pb))
         if len(ia) < 50:
             continue
         scores['per_view'].append(label_consistency(sa, sb, ia, ib))

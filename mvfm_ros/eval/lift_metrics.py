@@ -6,18 +6,6 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from mvfm_ros.data.correspondence import correspondence_mask
-
-
-def corresponding_pixels(depth_a: torch.Tensor, depth_b: torch.Tensor, k_a: torch.Tensor,
-                         k_b: torch.Tensor, pose_a: torch.Tensor,
-                         pose_b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices of the pixels of A and B that see the same surface (ground-truth depth)."""
-    valid, pixels = correspondence_mask(depth_a, depth_b, k_a, k_b, pose_a, pose_b)
-    idx_a = valid.flatten().nonzero()[:, 0]
-    uv = pixels.reshape(-1, 2)[idx_a].round().long()
-    return idx_a.numpy(), (uv[:, 1] * depth_b.shape[1] + uv[:, 0]).numpy()
-
 
 def _table(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Co-occurrence counts of the ids of paired samples ``a`` and ``b``."""

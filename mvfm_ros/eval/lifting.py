@@ -17,10 +17,11 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from mvfm_ros.data.correspondence import corresponding_pixels
+from mvfm_ros.data.imageio import resize_depth
 from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
 from mvfm_ros.data.sample import MultiViewSample
 from mvfm_ros.eval.lift_metrics import (
-    corresponding_pixels,
     id_stability,
     label_consistency,
     normal_angles,
@@ -148,8 +149,7 @@ def _score_sequence(sample, engine: Engine, outputs: list[dict], raw: list[dict]
                     per_view: dict, lifted: dict) -> None:
     """Add one sequence's scores: every keyframe pair less than a window apart."""
     height, width = engine.input_size
-    depth = torch.nn.functional.interpolate(sample.depth[:, None], size=(height, width),
-                                            mode='nearest')[:, 0]
+    depth = torch.stack([resize_depth(d, (height, width)) for d in sample.depth])
     instances = normals = None
     if sample.instances is not None:
         instances = torch.nn.functional.interpolate(sample.instances[:, None].float(),
@@ -163,8 +163,8 @@ def _score_sequence(sample, engine: Engine, outputs: list[dict], raw: list[dict]
     pairs = {}  # (i, j) -> corresponding pixels, keyframes less than a window apart
     for i in range(len(outputs)):
         for j in range(i + 1, min(i + window, len(outputs))):
-            ia, ib = corresponding_pixels(depth[i], depth[j], ks[i], ks[j],
-                                          sample.cam_to_world[i], sample.cam_to_world[j])
+            ia, ib = (t.numpy() for t in corresponding_pixels(
+                depth[i], depth[j], ks[i], ks[j], sample.cam_to_world[i], sample.cam_to_world[j]))
             if len(ia) >= 50:
                 pairs[(i, j)] = (ia, ib)
     for op in engine.lifting.operators:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from mvfm_ros.data.correspondence import correspondence_mask
+from mvfm_ros.data.correspondence import corresponding_pixels
 from mvfm_ros.geometry.camera import invert_intrinsics
 from mvfm_ros.geometry.pose import invert_rigid
 from mvfm_ros.lift.view import LiftView
@@ -78,11 +78,8 @@ def pixel_matches(a: LiftView, b: LiftView, size: tuple[int, int],
     """
     height, width = size
     if a.depth is not None and b.depth is not None:
-        valid, pixels = correspondence_mask(a.depth, b.depth, a.intrinsics, b.intrinsics,
-                                            a.cam_to_world, b.cam_to_world, rel_tol)
-        idx_a = valid.flatten().nonzero()[:, 0]
-        uv = pixels.reshape(-1, 2)[idx_a].round().long()
-        return idx_a, uv[:, 1] * width + uv[:, 0]
+        return corresponding_pixels(a.depth, b.depth, a.intrinsics, b.intrinsics,
+                                    a.cam_to_world, b.cam_to_world, rel_tol)
     patch_a, patch_b = feature_matches(a, b, size)
     _, h, w = a.features.shape
     ph, pw = height // h, width // w

@@ -29,12 +29,10 @@ class IdTable:
 
     assigned: dict[tuple[int, int], int] = field(default_factory=dict)
     next_id: int = 1
-    created: int = 0
 
     def new(self) -> int:
         """Return a fresh id."""
         self.next_id += 1
-        self.created += 1
         return self.next_id - 1
 
     def keep(self, uids: set[int]) -> None:
@@ -176,11 +174,8 @@ class LabelLifter:
         component = self._merge(total, candidates, descriptors, view_of)
         ids = self._assign(component, local, offsets, uids)
         out = []
-        for view, (_, inverse, unlabelled) in enumerate(local):
-            region_ids = ids[offsets[view]:offsets[view + 1]]
-            lifted = region_ids[inverse].astype(np.int32)
-            lifted[unlabelled] = IGNORE
-            out.append(lifted)
+        for view, (_, inverse, _) in enumerate(local):  # unlabelled regions have id IGNORE
+            out.append(ids[offsets[view]:offsets[view + 1]][inverse].astype(np.int32))
         if self.vote:
             out = vote(out, matches)
         return [o.reshape(view.shape) for o, view in zip(out, labels)]

@@ -23,6 +23,8 @@ class Lifting:
         """One label lifter (persistent id table) per operator."""
         self.operators = operators
         self.lifters = {op.name: LabelLifter() for op in operators}
+        # Float maps fused over time (an older keyframe enters with its previous fusion);
+        # False fuses each window afresh (tools/lift_sweep.py compares the two).
         self.recursive = True
         self._fused: dict[tuple[int, str], np.ndarray] = {}  # (uid, operator) -> fused map
         # Depth matches of a keyframe pair do not change while both stay in the window (feature

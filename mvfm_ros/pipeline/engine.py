@@ -21,11 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mvfm_ros.data.imageio import resize_depth, resize_image
 from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.projection import project_points
 from mvfm_ros.geometry.sampling import to_unit
 from mvfm_ros.lift.lifting import Lifting
-from mvfm_ros.lift.operators import Operator
 from mvfm_ros.lift.view import LiftView
 from mvfm_ros.models.checkpoint import backbone_fingerprint
 from mvfm_ros.models.factory import build_model, load_model
@@ -130,13 +130,14 @@ class Engine:
         input_size: (H, W) model input (None: the model's training size, else 224 x 224).
         num_segments: k of the joint segmentation.
         checkpoint: the file the adapters came from (its SHA-256 identifies the model).
-        operators: 2D operators run on every keyframe and lifted across windows.
+
+    Operators (2D operators run on every keyframe and lifted across windows) are loaded with
+    :meth:`set_operators`.
     """
 
     def __init__(self, model: MultiViewModel, device: torch.device | str = 'cpu',
                  precision: str = 'auto', input_size: tuple[int, int] | None = None,
-                 num_segments: int = 8, checkpoint: str | Path | None = None,
-                 operators: list[Operator] | None = None) -> None:
+                 num_segments: int = 8, checkpoint: str | Path | None = None) -> None:
         """Move the model to the device and fix the input size."""
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -156,7 +157,7 @@ class Engine:
         self.prompt: np.ndarray | None = None  # world point selecting an object
         self.identity = model_identity(model, checkpoint)
         self.timing: dict[str, float] = {}
-        self.lifting = Lifting(list(operators or []))
+        self.lifting = Lifting([])
         self.problems: list[tuple[str, str]] = []  # (kind, message) of the last run
 
     @classmethod
@@ -199,19 +200,18 @@ class Engine:
         """Resize a frame to the model input and scale its intrinsics accordingly."""
         height, width = frame.image.shape[:2]
         image = torch.from_numpy(np.array(frame.image, dtype=np.uint8)).to(self.device)
-        image = image.permute(2, 0, 1)[None].float() / 255.0
+        image = image.permute(2, 0, 1).float() / 255.0
         if (height, width) != self.input_size:
-            image = F.interpolate(image, size=self.input_size, mode='bilinear',
-                                  align_corners=False, antialias=True)
+            image = resize_image(image, self.input_size)
         k = scale_intrinsics(torch.as_tensor(frame.intrinsics, dtype=torch.float32),
                              self.input_size[1] / width, self.input_size[0] / height)
         depth = None
-        if frame.depth is not None:  # nearest: no blending across occlusion edges
+        if frame.depth is not None:
             depth = torch.nan_to_num(torch.as_tensor(frame.depth, dtype=torch.float32,
                                                      device=self.device), nan=0.0,
                                      posinf=0.0, neginf=0.0).clamp_min(0)
-            depth = F.interpolate(depth[None, None], size=self.input_size, mode='nearest')[0, 0]
-        return _Prepared(image[0], k.to(self.device),
+            depth = resize_depth(depth, self.input_size)
+        return _Prepared(image, k.to(self.device),
                          torch.as_tensor(frame.cam_to_world, dtype=torch.float32,
                                          device=self.device), depth)
 
@@ -312,8 +312,7 @@ class Engine:
             return [{} for _ in outputs]
         for frame, item in zip(frames, prepared):
             if item.ops is None:  # per-frame work, cached with the frame's tokens
-                rgb = (item.image * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-                item.ops, errors = self.lifting.per_frame(rgb)
+                item.ops, errors = self.lifting.per_frame(to_uint8(item.image))
                 self.problems += [('operator_errors', f'keyframe {frame.uid}: {e}')
                                   for e in errors]
         unit = F.normalize(feats.float(), dim=1)

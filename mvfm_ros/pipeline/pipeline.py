@@ -16,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.pose import check_poses
 from mvfm_ros.lift.voxel_map import VoxelMap, depth_points
 from mvfm_ros.pipeline.config import PipelineConfig
@@ -229,10 +230,9 @@ class Pipeline:
         start = time.perf_counter()
         frame = result.frame
         depth = frame.depth
-        k = np.asarray(frame.intrinsics, dtype=np.float64).copy()
-        sy, sx = depth.shape[0] / frame.image.shape[0], depth.shape[1] / frame.image.shape[1]
-        k[0] *= sx
-        k[1] *= sy
+        k = scale_intrinsics(torch.as_tensor(frame.intrinsics, dtype=torch.float64),
+                             depth.shape[1] / frame.image.shape[1],
+                             depth.shape[0] / frame.image.shape[0]).numpy()
         pose = np.asarray(frame.cam_to_world)
         points, pixels = depth_points(depth, k, pose, self.map.voxel_size)
         rows, cols = pixels[:, 0], pixels[:, 1]
@@ -256,7 +256,7 @@ class Pipeline:
             return self.map.cloud()
 
     def reset_map(self) -> int:
-        """Empty the map and restart label ids; returns the number of voxels removed."""
+        """Empty the map (lifted ids keep counting); returns the number of voxels removed."""
         with self.map_lock:
             removed = len(self.map)
             self.map.clear()

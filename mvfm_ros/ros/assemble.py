@@ -8,6 +8,7 @@ and stays free of ROS imports. Every refusal is a :class:`~mvfm_ros.pipeline.Fra
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -55,3 +56,16 @@ def frame_from_messages(camera: str, image: Any, info: Any | None,
                   received=received)
     frame.conversion_s = time.monotonic() - received
     return frame
+
+
+def nearest_in_time(stamped: Iterable[tuple[int, Any]], stamp_ns: int,
+                    tolerance_ns: int) -> Any | None:
+    """Return the message of ``(stamp_ns, message)`` pairs nearest to ``stamp_ns``.
+
+    None when none is within ``tolerance_ns``: how an image finds its registered depth (the
+    node's recent depth images, the bag tool's).
+    """
+    best = min(stamped, key=lambda item: abs(item[0] - stamp_ns), default=None)
+    if best is None or abs(best[0] - stamp_ns) > tolerance_ns:
+        return None
+    return best[1]

@@ -32,7 +32,7 @@ from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.frame import FrameError, WindowResult
 from mvfm_ros.pipeline.outputs import CAMERA_INFO, IMAGE, MAP_OUTPUT, topic_name
 from mvfm_ros.pipeline.poses import PoseBuffer
-from mvfm_ros.ros.assemble import frame_from_messages
+from mvfm_ros.ros.assemble import frame_from_messages, nearest_in_time
 from mvfm_ros.ros.conversions import (
     depth_to_metres,
     pose_to_matrix,
@@ -313,9 +313,7 @@ class DepthPairing:
         self.waiting: list[tuple[Any, Any, int]] = []  # (image, camera_info, time)
 
     def _match(self, item: tuple[Any, Any, int]) -> Any:
-        stamp = stamp_to_ns(item[0].header.stamp)
-        near = [(abs(s - stamp), m) for s, m in self.depths if abs(s - stamp) <= self.tolerance]
-        return min(near, key=lambda x: x[0])[1] if near else None
+        return nearest_in_time(self.depths, stamp_to_ns(item[0].header.stamp), self.tolerance)
 
     def add_depth(self, msg: Any) -> list[tuple[tuple[Any, Any, int], Any]]:
         """Store a depth image; returns the waiting images it completes."""

@@ -42,7 +42,7 @@ from mvfm_ros.pipeline import (
     WindowResult,
 )
 from mvfm_ros.pipeline.outputs import MAP_OUTPUT, OUTPUTS, topic_name
-from mvfm_ros.ros.assemble import frame_from_messages
+from mvfm_ros.ros.assemble import frame_from_messages, nearest_in_time
 from mvfm_ros.ros.conversions import depth_to_metres, stamp_to_ns
 from mvfm_ros.ros.inputs import Inputs
 from mvfm_ros.ros.params import LIVE, all_parameters, validate
@@ -415,11 +415,9 @@ class PerceptionNode(LifecycleNode):
 
     def _attach_depth(self, frame: Frame, deadline: float) -> bool:
         """Pair the frame with the depth of its stamp; False while it may still come."""
-        tolerance = int(self.values['depth_tolerance'] * 1e9)
-        found = [(abs(stamp - frame.stamp_ns), msg)
-                 for stamp, msg in self._depths.get(frame.camera, ())
-                 if abs(stamp - frame.stamp_ns) <= tolerance]
-        if not found:
+        found = nearest_in_time(self._depths.get(frame.camera, ()), frame.stamp_ns,
+                                int(self.values['depth_tolerance'] * 1e9))
+        if found is None:
             if time.monotonic() < deadline:
                 return False
             self.problem('depth_missing', f'camera {frame.camera}: no depth within '
@@ -427,8 +425,7 @@ class PerceptionNode(LifecycleNode):
                          f"tf_timeout {self.values['tf_timeout']} s; frame served without depth")
             return True
         try:
-            frame.depth = depth_to_metres(min(found, key=lambda item: item[0])[1],
-                                          frame.image.shape[:2])
+            frame.depth = depth_to_metres(found, frame.image.shape[:2])
         except FrameError as err:
             self.problem(err.kind, f'camera {frame.camera}: {err}; frame served without depth')
         return True
