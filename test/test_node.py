@@ -412,6 +412,11 @@ def test_console_script_help_and_failed_autostart() -> None:
                          text=True, timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr
     assert 'configure failed' in run.stdout + run.stderr
+    # A parameter rclpy cannot parse (an unquoted ':' in a YAML list) is a clear error.
+    run = subprocess.run([exe, '--ros-args', '-p', 'operators:=[superpixels, pkg.mod:fn]'],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and 'Traceback' not in run.stderr, run.stderr
+    assert 'could not be parsed' in run.stderr and 'quote' in run.stderr
 
 
 def test_demo_model_is_shipped_and_small() -> None:

@@ -82,8 +82,14 @@ def main(args: list[str] | None = None) -> int:
     # rclpy's own signal handler shuts the context down at once, while the inference thread
     # may still publish (a crash at exit): Ctrl-C and SIGTERM become KeyboardInterrupt in this
     # thread instead, and the node stops its worker before the context goes.
-    rclpy.init(args=None if args is None else ['perception_node', *argv],
-               signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=None if args is None else ['perception_node', *argv],
+                   signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as err:  # rclpy's RCLError: the ROS arguments do not parse
+        print(f'perception_node: the ROS arguments could not be parsed: {err}\n'
+              "A -p value is YAML: quote list items that hold ':' (operators:=\"['a', "
+              "'pkg.mod:fn']\").", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     node = PerceptionNode()
     if transport_note:
