@@ -69,7 +69,9 @@ def plot_error_curves(results: dict, path: str | os.PathLike) -> bool:
     by_baseline = {m: corr[m].get('by_baseline', {}) for m in METHOD_LABELS if m in corr}
     if not any(by_baseline.values()) and not across:
         return False
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2 if across else 1, figsize=(11 if across else 5.5, 4),
+                             squeeze=False)
+    ax1 = axes[0, 0]
     for method, bins in by_baseline.items():
         labels = [b for b in bins if b != 'unknown']
         ax1.plot(range(len(labels)), [bins[b]['loc_err'] for b in labels], 'o-',
@@ -79,14 +81,18 @@ def plot_error_curves(results: dict, path: str | os.PathLike) -> bool:
     ax1.set_ylabel('location error (lower is better)')
     ax1.set_title('Within a window, by baseline')
     ax1.legend()
-    for method, gaps in across.items():
-        keys = sorted(gaps, key=int)
-        ax2.plot([int(k) for k in keys], [gaps[k]['loc_err'] for k in keys], 'o-',
-                 label=f'{METHOD_LABELS[method]} (as published)',
-                 color=METHOD_COLOURS[method])
-    ax2.set_xlabel('keyframe gap (each keyframe from its own window)')
-    ax2.set_title('Across windows, by keyframe gap')
-    if across:
+    if across:  # only with --stream-window
+        ax2 = axes[0, 1]
+        for method, gaps in across.items():
+            keys = sorted(gaps, key=int)
+            ax2.plot([int(k) for k in keys], [gaps[k]['loc_err'] for k in keys], 'o-',
+                     label=METHOD_LABELS[method] + (' (as the node publishes)'
+                                                    if method == 'multiview' else ''),
+                     color=METHOD_COLOURS[method])
+            ax2.set_xticks([int(k) for k in keys])
+        ax2.set_xlabel('keyframe gap (each keyframe from its own window)')
+        ax2.set_ylabel('location error (lower is better)')
+        ax2.set_title('Across windows, by keyframe gap')
         ax2.legend()
     _save(fig, path)
     return True
