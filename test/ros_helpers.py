@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from mvfm_ros.geometry.interpolation import matrix_to_quat  # noqa: E402
-from mvfm_ros.ros.conversions import image_fields  # noqa: E402
+from mvfm_ros.messages.conversions import image_fields  # noqa: E402
 
 SIZE = (96, 128)
 STEP_NS = 200_000_000

@@ -14,11 +14,12 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from mvfm_ros import build_model
 from mvfm_ros.demo.make_bag import BASE_TO_OPTICAL, write_demo_bag
 from mvfm_ros.geometry.interpolation import matrix_to_quat, pose_matrix
-from mvfm_ros.pipeline import Engine, PipelineConfig
+from mvfm_ros.messages.bag import BagError, BagOptions, process_bag
+from mvfm_ros.messages.bag_cli import main
+from mvfm_ros.messages.tf_tree import TransformTree
+from mvfm_ros.pipeline import Engine, Settings
 from mvfm_ros.pipeline.outputs import output_topics
 from mvfm_ros.pipeline.poses import PoseLookupError
-from mvfm_ros.ros.bag import BagError, BagOptions, main, process_bag
-from mvfm_ros.ros.tf_tree import TransformTree
 
 
 def rotation_z(angle: float) -> np.ndarray:
@@ -98,8 +99,8 @@ CONFIG = dict(min_translation=0.0, min_rotation_deg=0.0, max_interval=0.0, windo
 
 @pytest.mark.parametrize('pose_source', ['tf', 'topic'])
 def test_bag_processor_writes_the_node_topics(small_bag, engine, tmp_path, pose_source) -> None:
-    options = BagOptions(pose_source=pose_source, include_inputs=pose_source == 'topic',
-                         pipeline=PipelineConfig(**CONFIG))
+    options = BagOptions(Settings(pose_source=pose_source, **CONFIG),
+                         include_inputs=pose_source == 'topic')
     report = process_bag(small_bag, tmp_path / 'out', options, engine=engine, progress=False)
     assert report.images == 6 and report.results == 6 and not report.skipped
     bag = read_mcap(tmp_path / 'out')
@@ -144,7 +145,7 @@ def test_bag_processor_writes_the_node_topics(small_bag, engine, tmp_path, pose_
 def test_tf_and_topic_poses_agree(small_bag, engine, tmp_path) -> None:
     results = {}
     for source in ('tf', 'topic'):
-        options = BagOptions(pose_source=source, pipeline=PipelineConfig(**CONFIG))
+        options = BagOptions(Settings(pose_source=source, **CONFIG))
         process_bag(small_bag, tmp_path / source, options, engine=engine, progress=False)
         results[source] = [np.frombuffer(m.data, dtype='<f4')
                            for _, m in read_mcap(tmp_path / source)['/mvfm/features']]
@@ -159,7 +160,8 @@ def test_bag_errors_are_clear_and_leave_nothing_behind(small_bag, engine, tmp_pa
                                        r'/camera/image'):
         process_bag(small_bag, tmp_path / 'a', BagOptions(image_topic='/nope'), engine=engine)
     with pytest.raises(BagError, match="world frame 'earth'"):
-        process_bag(small_bag, tmp_path / 'b', BagOptions(world_frame='earth'), engine=engine)
+        process_bag(small_bag, tmp_path / 'b', BagOptions(Settings(world_frame='earth')),
+                    engine=engine)
     assert not list(tmp_path.iterdir())  # no half-written output
     code = main([str(small_bag), str(tmp_path / 'c'), '--pose-topic', '/missing',
                  '--pose-source', 'topic'])
@@ -182,7 +184,7 @@ def test_demo_bag_in_the_repository_is_small_and_complete() -> None:
 
 
 def test_a_finished_bag_has_no_partial_names(small_bag, engine, tmp_path) -> None:
-    process_bag(small_bag, tmp_path / 'out', BagOptions(pipeline=PipelineConfig(**CONFIG)),
+    process_bag(small_bag, tmp_path / 'out', BagOptions(Settings(**CONFIG)),
                 engine=engine, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['out']
     names = [p.name for p in (tmp_path / 'out').iterdir()]
@@ -198,7 +200,7 @@ def test_a_truncated_bag_is_a_clear_error(small_bag, engine, tmp_path) -> None:
     data = next(broken.glob('*.mcap'))
     data.write_bytes(data.read_bytes()[:data.stat().st_size * 2 // 3])
     with pytest.raises(BagError, match=r'cannot read bag .*broken.* after \d+ images'):
-        process_bag(broken, tmp_path / 'out', BagOptions(pipeline=PipelineConfig(**CONFIG)),
+        process_bag(broken, tmp_path / 'out', BagOptions(Settings(**CONFIG)),
                     engine=engine, progress=False)
     assert not list(tmp_path.glob('*out*'))  # nothing half-written left behind
     code = main([str(broken), str(tmp_path / 'out2')])
@@ -224,8 +226,8 @@ def test_corrupted_payloads_are_skipped_and_reported(small_bag, engine, tmp_path
                 if images == 3:
                     raw = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
             writer.write(conns[conn.id], time_ns, raw)
-    report = process_bag(corrupt, tmp_path / 'out', BagOptions(
-        pipeline=PipelineConfig(**CONFIG)), engine=engine, progress=False)
+    report = process_bag(corrupt, tmp_path / 'out', BagOptions(Settings(**CONFIG)),
+                         engine=engine, progress=False)
     assert report.skipped == {'undecodable_message': 1}
     assert report.results == 5
     assert 'does not decode' in caplog.text and 'no chunk checksums' in caplog.text
@@ -241,8 +243,8 @@ def test_bag_with_depth_writes_lifted_operators_the_map_and_a_ply(small_bag, tmp
                         normal_head=8, **TINY_ADAPTER)
     engine = Engine(model, 'cpu', input_size=(32, 48), num_segments=3)
     engine.set_operators(['superpixels'])
-    options = BagOptions(depth_topic='/camera/depth', map_period=0.2,
-                         ply=str(tmp_path / 'map.ply'), pipeline=PipelineConfig(**CONFIG))
+    options = BagOptions(Settings(map_period=0.2, **CONFIG), depth_topic='/camera/depth',
+                         ply=str(tmp_path / 'map.ply'))
     report = process_bag(small_bag, tmp_path / 'out', options, engine=engine, progress=False)
     assert report.results == 6 and not report.skipped and report.map_voxels > 50
     bag = read_mcap(tmp_path / 'out')
@@ -258,23 +260,3 @@ def test_bag_with_depth_writes_lifted_operators_the_map_and_a_ply(small_bag, tmp
     cloud = cloud_array(maps[-1])
     vertex = PlyData.read(str(tmp_path / 'map.ply'))['vertex']
     assert len(vertex['x']) == len(cloud) and np.allclose(vertex['z'], cloud['z'])
-
-
-def test_depth_pairing_waits_for_a_late_depth_and_counts_a_missing_one() -> None:
-    from types import SimpleNamespace
-
-    from mvfm_ros.ros.bag import BagReport, DepthPairing
-
-    def msg(ns):
-        sec, nanosec = divmod(ns, 10**9)
-        return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec,
-                                                                            nanosec=nanosec)))
-
-    report = BagReport()
-    pairing = DepthPairing(0.01)
-    image_a, image_b, depth_a = msg(10**9), msg(2 * 10**9), msg(10**9 + 10**6)
-    assert pairing.add_image((image_a, None, 1), report) == []  # its depth comes later
-    assert pairing.add_depth(depth_a) == [((image_a, None, 1), depth_a)]
-    assert pairing.add_image((image_b, None, 2), report) == []
-    assert pairing.flush(report) == [((image_b, None, 2), None)]  # never came: counted
-    assert report.skipped['depth_missing'] == 1

@@ -46,7 +46,7 @@ def test_colcon_build_installs_interfaces_python_and_scripts(tmp_path) -> None:
     # generated message classes in one module.
     site = install / 'lib' / f'python{sys.version_info.major}.{sys.version_info.minor}' / \
         'site-packages'
-    check = ('import mvfm_ros, mvfm_ros.msg, mvfm_ros.ros.bag;'
+    check = ('import mvfm_ros, mvfm_ros.msg, mvfm_ros.messages.bag;'
              'm = mvfm_ros.msg.FeatureWindow(window_id=3);'
              'print(mvfm_ros.__file__, m.window_id)')
     run = subprocess.run([sys.executable, '-c', check], cwd=tmp_path, capture_output=True,

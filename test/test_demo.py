@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mvfm_ros import load_model
-from mvfm_ros.pipeline import demo_model_path
+from mvfm_ros.demo.player import OPERATORS
+from mvfm_ros.models.loading import demo_model_path
 from mvfm_ros.pipeline.outputs import output_topics
-from mvfm_ros.ros.demo import OPERATORS
 
 pytest.importorskip('rclpy', reason='rclpy (ROS 2 Jazzy wheels) not installed')
 

@@ -127,7 +127,7 @@ def test_mvfm_eval_writes_json_and_pictures(tmp_path, capsys) -> None:
 
 
 def test_shipped_demo_model_halves_the_base_error_on_held_out_scenes() -> None:
-    from mvfm_ros.pipeline import demo_model_path
+    from mvfm_ros.models.loading import demo_model_path
 
     model = load_model(demo_model_path())
     height, width = model.config.input_size
@@ -203,7 +203,7 @@ def test_stereo_and_small_baseline_sections_take_the_right_pairs() -> None:
 
 def test_shipped_demo_model_is_consistent_for_stereo_pairs_and_across_windows() -> None:
     """What a robot meets: a calibrated stereo pair, and keyframes from different windows."""
-    from mvfm_ros.pipeline import demo_model_path
+    from mvfm_ros.models.loading import demo_model_path
 
     model = load_model(demo_model_path())
     height, width = model.config.input_size

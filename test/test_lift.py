@@ -10,12 +10,12 @@ from mvfm_ros.data import SceneConfig, SceneGenerator
 from mvfm_ros.data.correspondence import corresponding_pixels
 from mvfm_ros.eval.lift_metrics import id_stability, label_consistency, surface_distance
 from mvfm_ros.lift.fuse import fuse_maps
-from mvfm_ros.lift.labels import LabelLifter
+from mvfm_ros.lift.labels import IdTable, LabelLifter
 from mvfm_ros.lift.operators import OperatorError, load_operator, load_operators
 from mvfm_ros.lift.voxel_map import VoxelMap, write_ply
-from mvfm_ros.pipeline import Frame, FrameError, Pipeline, PipelineConfig
+from mvfm_ros.messages.conversions import depth_to_metres, image_fields
+from mvfm_ros.pipeline import Frame, FrameError, Pipeline, Settings
 from mvfm_ros.pipeline.engine import Engine
-from mvfm_ros.ros.conversions import depth_to_metres, image_fields
 
 SIZE = (96, 128)
 
@@ -27,13 +27,13 @@ def test_label_lifter_gives_one_id_per_surface_and_keeps_it() -> None:
     b = np.repeat(np.repeat(np.array([[50, 60], [70, 80]]), 8, 0), 8, 1)
     b[:4, :8] = 55
     flat = np.arange(a.size)
-    lifter = LabelLifter()
-    la, lb = lifter.lift([a, b], [0, 1], {(0, 1): (flat, flat)})
+    lifter, table = LabelLifter(), IdTable()
+    la, lb = lifter.lift([a, b], [0, 1], {(0, 1): (flat, flat)}, None, table)
     assert label_consistency(la, lb, flat, flat) == 1.0 and (la == lb).all()
     assert len(np.unique(la)) == 4  # no two surfaces merged
     # Next window: view b stays, a new view c with fresh ids joins; ids are kept.
     c = b + 1000
-    lb2, lc = lifter.lift([b, c], [1, 2], {(0, 1): (flat, flat)})
+    lb2, lc = lifter.lift([b, c], [1, 2], {(0, 1): (flat, flat)}, None, table)
     assert (lb2 == lb).all() and (lc == lb).all()
     assert id_stability(lb, lc, flat, flat) == 1.0
     # View d has one region over blocks 3 and 7. With alike features that is one surface ...
@@ -42,13 +42,13 @@ def test_label_lifter_gives_one_id_per_surface_and_keeps_it() -> None:
     feats[0] = (a == 3) | (a == 7)
     feats[1] = 1 - feats[0]
     l1, _ = LabelLifter(min_similarity=0.9).lift([a, merged], [0, 1], {(0, 1): (flat, flat)},
-                                                 [feats, feats])
+                                                 [feats, feats], IdTable())
     assert l1[0, 0] == l1[0, 8]
     # ... with different features the leaky region cannot glue the two blocks together.
     feats[0] = a == 3
     feats[1] = a != 3
     l1, _ = LabelLifter(min_similarity=0.9).lift([a, merged], [0, 1], {(0, 1): (flat, flat)},
-                                                 [feats, feats])
+                                                 [feats, feats], IdTable())
     assert l1[0, 0] != l1[0, 8]
 
 
@@ -139,10 +139,11 @@ def _frames(sample, depth: bool = True) -> list[Frame]:
 
 
 def test_pipeline_lifts_superpixels_and_maps_the_surfaces(stream) -> None:
-    config = PipelineConfig(window_size=4, min_translation=0.0, min_rotation_deg=0.0,
-                            max_interval=0.0, map_voxel_size=0.05,
-                            operators=['superpixels', 'lift_operators:raises'])
-    engine, _ = Engine.from_config(config)
+    config = Settings(window_size=4, min_translation=0.0, min_rotation_deg=0.0,
+                      max_interval=0.0, map_voxel_size=0.05,
+                      operators=['superpixels', 'lift_operators:raises'],
+                      allow_module_operators=True)
+    engine, _ = Engine.from_settings(config)
     pipeline = Pipeline(engine, config)
     events = []
     pipeline.on_event = lambda kind, message: events.append(kind)
@@ -175,9 +176,9 @@ def test_pipeline_lifts_superpixels_and_maps_the_surfaces(stream) -> None:
 
 
 def test_feature_only_lifting_runs_without_depth(stream) -> None:
-    config = PipelineConfig(window_size=3, min_translation=0.0, min_rotation_deg=0.0,
-                            max_interval=0.0, operators=['superpixels', 'normals'])
-    engine, _ = Engine.from_config(config)
+    config = Settings(window_size=3, min_translation=0.0, min_rotation_deg=0.0,
+                      max_interval=0.0, operators=['superpixels', 'normals'])
+    engine, _ = Engine.from_settings(config)
     pipeline = Pipeline(engine, config)
     results = [pipeline.add(f).views[-1] for f in _frames(stream, depth=False)[:4]]
     assert all(set(r.ops) == {'superpixels', 'normals'} for r in results)

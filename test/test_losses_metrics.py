@@ -17,13 +17,8 @@ from mvfm_ros.eval.metrics import (
     rotation_angle_deg,
     segmentation_consistency,
 )
-from mvfm_ros.train.losses import (
-    correspondence_loss,
-    feature_regularizer,
-    grid_unit_coords,
-    to_pixels,
-    to_unit,
-)
+from mvfm_ros.geometry.sampling import grid_unit_coords, to_pixels, to_unit
+from mvfm_ros.train.losses import correspondence_loss, feature_regularizer
 
 
 def one_hot_features(h: int, w: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from mvfm_ros.demo.report import cloud_array  # noqa: E402
 from mvfm_ros.eval.lift_metrics import surface_distance  # noqa: E402
-from mvfm_ros.ros.conversions import image_fields  # noqa: E402
+from mvfm_ros.messages.conversions import image_fields  # noqa: E402
 
 VOXEL = 0.05
 
@@ -22,7 +22,8 @@ def test_node_maps_depth_lifts_operators_and_resets(ros_context, sequence, capfd
     sample, images = sequence
     log = ConsoleLog(capfd)
     harness = start(make_node(use_depth=True, map_period=0.2, map_voxel_size=VOXEL,
-                              operators=['superpixels', 'lift_operators:raises']))
+                              operators=['superpixels', 'lift_operators:raises'],
+                              allow_module_operators=True))
     try:
         maps = harness.subscribe(PointCloud2, '/mvfm/map')
         lifted = harness.subscribe(Image, '/mvfm/ops/superpixels')

@@ -1,8 +1,7 @@
-"""Package layout: package.xml, setup.py, and the rule that only the ROS layer imports rclpy."""
+"""Package layout: package.xml, setup.py, console scripts (the layers: test_layers.py)."""
 
 from __future__ import annotations
 
-import ast
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -10,8 +9,6 @@ from pathlib import Path
 import mvfm_ros
 
 ROOT = Path(__file__).resolve().parents[1]
-ROS_IMPORTS = ('rclpy', 'tf2_ros', 'launch', 'launch_ros', 'sensor_msgs', 'geometry_msgs',
-               'nav_msgs', 'std_msgs', 'diagnostic_msgs', 'lifecycle_msgs', 'builtin_interfaces')
 
 
 def test_package_xml_declares_the_runtime_dependencies() -> None:
@@ -46,26 +43,6 @@ def test_ament_resource_marker_exists() -> None:
     assert (ROOT / 'resource' / 'mvfm_ros').is_file()
 
 
-def _imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split('.')[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split('.')[0])
-    return names
-
-
-def test_core_has_no_ros_imports() -> None:
-    core = [p for p in (ROOT / 'mvfm_ros').rglob('*.py') if 'ros' not in p.relative_to(
-        ROOT / 'mvfm_ros').parts[:1]]
-    assert len(core) > 10
-    offenders = {str(p.relative_to(ROOT)): sorted(_imported_modules(p) & set(ROS_IMPORTS))
-                 for p in core if _imported_modules(p) & set(ROS_IMPORTS)}
-    assert not offenders
-
-
 def test_importing_the_package_does_not_import_torch() -> None:
     import subprocess
     import sys
@@ -73,32 +50,6 @@ def test_importing_the_package_does_not_import_torch() -> None:
     code = 'import sys, mvfm_ros; print("torch" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == 'False'
-
-
-def _first_party_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found = set()
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        found.update(n.split('.')[1] for n in names
-                     if n.startswith('mvfm_ros.') and n.count('.') >= 1)
-    return found
-
-
-def test_imports_point_one_way() -> None:
-    """geometry/layers/models/data never import the layers above them (train, eval, ...)."""
-    above = {'train', 'eval', 'pipeline', 'ros'}
-    offenders = {}
-    for package in ('geometry', 'layers', 'models', 'data'):
-        for path in (ROOT / 'mvfm_ros' / package).rglob('*.py'):
-            bad = _first_party_imports(path) & above
-            if bad:
-                offenders[str(path.relative_to(ROOT))] = sorted(bad)
-    assert not offenders
 
 
 def test_console_scripts_answer_help_fast_and_document_every_option() -> None:

@@ -25,11 +25,14 @@ from mvfm_ros.pipeline import (
     Frame,
     FrameError,
     Pipeline,
-    PipelineConfig,
     PoseBuffer,
     PoseLookupError,
+    Settings,
+    Wanted,
+    Window,
 )
 from mvfm_ros.pipeline.keyframes import KeyframeSelector
+from mvfm_ros.pipeline.render import view_arrays
 
 
 def rotation_z(angle: float) -> np.ndarray:
@@ -117,7 +120,7 @@ def frames(count: int, seed: int = 0, size=(40, 60)) -> list[Frame]:
 
 
 def test_streaming_engine_equals_the_full_forward_pass(tiny_engine) -> None:
-    config = PipelineConfig(window_size=3, min_translation=0, min_rotation_deg=0,
+    config = Settings(window_size=3, min_translation=0, min_rotation_deg=0,
                             max_interval=0)
     pipeline = Pipeline(tiny_engine, config)
     windows = [pipeline.add(f) for f in frames(5)]
@@ -127,9 +130,12 @@ def test_streaming_engine_equals_the_full_forward_pass(tiny_engine) -> None:
     assert all(len(w.views) == 1 and w.views[0].frame is w.frames[w.new_view] for w in windows)
     results = [w.views for w in windows]
     assert results[-1][0].window == (2, 3, 4)
-    assert sorted(tiny_engine._cache) == [2, 3, 4]  # evicted frames 0 and 1
-    window = list(pipeline.window)
-    streamed, _ = tiny_engine.features(window)
+    # The window holds keyframes 2, 3, 4 and the work cached for them only.
+    assert [k.frame.uid for k in pipeline.window.keyframes] == [2, 3, 4]
+    assert all(k.prepared is not None and k.prepared.tokens is not None
+               for k in pipeline.window.keyframes)
+    streamed, _ = tiny_engine.features(pipeline.window)
+    window = pipeline.window.frames
     prepared = [tiny_engine.prepare(f) for f in window]
     with torch.no_grad():
         full = tiny_engine.model(torch.stack([p.image for p in prepared])[None],
@@ -144,7 +150,9 @@ def test_streaming_engine_equals_the_full_forward_pass(tiny_engine) -> None:
     assert last.normals.shape == (32, 48, 3)
     assert np.allclose(np.linalg.norm(last.normals, axis=-1), 1, atol=1e-4)
     assert last.segments.shape == (32, 48) and last.segments.max() < 3
-    assert last.pca.dtype == np.uint8 and last.segments_color.shape == (32, 48, 3)
+    arrays = {topic: array for _, _, topic, array in view_arrays(windows[-1])}
+    assert arrays['features/pca'].dtype == np.uint8
+    assert arrays['segmentation/color'].shape == (32, 48, 3)
     # Feature-grid K: the source K scaled by grid/size with the pixel-centre rule.
     k = window[-1].intrinsics
     assert math.isclose(last.feature_intrinsics[0, 0], k[0, 0] * 6 / 60)
@@ -152,7 +160,7 @@ def test_streaming_engine_equals_the_full_forward_pass(tiny_engine) -> None:
 
 
 def test_pipeline_refuses_bad_frames_with_their_kind(tiny_engine) -> None:
-    pipeline = Pipeline(tiny_engine, PipelineConfig(min_translation=0, min_rotation_deg=0,
+    pipeline = Pipeline(tiny_engine, Settings(min_translation=0, min_rotation_deg=0,
                                                     max_interval=0))
     good = frames(3)
     assert pipeline.accept(good[1])
@@ -184,7 +192,7 @@ def test_pipeline_refuses_bad_frames_with_their_kind(tiny_engine) -> None:
 
 
 def test_prompt_selects_the_object_under_a_world_point(tiny_engine) -> None:
-    pipeline = Pipeline(tiny_engine, PipelineConfig(min_translation=0, min_rotation_deg=0,
+    pipeline = Pipeline(tiny_engine, Settings(min_translation=0, min_rotation_deg=0,
                                                     max_interval=0))
     for f in frames(2):
         results = pipeline.add(f).views
@@ -197,7 +205,7 @@ def test_prompt_selects_the_object_under_a_world_point(tiny_engine) -> None:
 
 
 def test_async_pipeline_drops_oldest_when_the_model_is_busy(tiny_engine) -> None:
-    config = PipelineConfig(min_translation=0, min_rotation_deg=0, max_interval=0,
+    config = Settings(min_translation=0, min_rotation_deg=0, max_interval=0,
                             queue_size=1)
     pipeline = Pipeline(tiny_engine, config)
     release, entered = threading.Event(), threading.Event()
@@ -227,24 +235,94 @@ def test_async_pipeline_drops_oldest_when_the_model_is_busy(tiny_engine) -> None
         worker.stop()
 
 
-def test_results_for_some_views_equal_those_of_the_whole_window(tiny_engine) -> None:
-    window = frames(3)
-    for item, uid in zip(window, range(3)):
+def window_of(items: list[Frame]) -> Window:
+    window = Window(len(items))
+    for uid, item in enumerate(items):
         item.uid = uid
-    everything = tiny_engine.run(window).views
-    tiny_engine._centres = None  # the same k-means start as the first run
-    newest = tiny_engine.run(window, outputs=[2]).views
-    assert len(everything) == 3 and len(newest) == 1
+        window.push(item)
+    return window
+
+
+def test_results_for_some_views_equal_those_of_the_whole_window(tiny_engine) -> None:
+    window = window_of(frames(3))
+    whole = tiny_engine.run(window)
+    window.centres = None  # the same k-means start as the first run
+    newest = tiny_engine.run(window, outputs=[2])
+    assert len(whole.views) == 3 and len(newest.views) == 1
+    every = {topic: array for result, _, topic, array in view_arrays(whole)
+             if result.frame.uid == 2}
+    new = {topic: array for _, _, topic, array in view_arrays(newest)}
+    assert set(every) == set(new) == {'features', 'features/camera_info', 'features/pca',
+                                      'normals', 'normals/color', 'segmentation',
+                                      'segmentation/color'}
     # The normal head runs on 3 views in one case and 1 in the other: batched convolutions
     # differ in the last float bits, so unit normals get a 1e-4 tolerance.
-    for name, atol in (('features', 1e-5), ('pca', 1e-5), ('normals', 1e-4),
-                       ('normals_color', 1e-5), ('segments', 1e-5), ('segments_color', 1e-5)):
-        assert np.allclose(getattr(newest[0], name), getattr(everything[2], name),
-                           atol=atol), name
+    for topic in every:
+        atol = 1e-4 if topic == 'normals' else 1e-5
+        assert np.allclose(new[topic].astype(float), every[topic].astype(float),
+                           atol=atol), topic
+
+
+def test_outputs_nobody_wants_are_not_computed(tiny_engine) -> None:
+    window = window_of(frames(3))
+    planner = tiny_engine.run(window, outputs=[2], wanted=Wanted(frozenset({'features'})))
+    view = planner.views[0]
+    assert view.normals is None and view.segments is None and view.ops == {}
+    assert window.centres is None  # no k-means ran
+    assert [t for _, _, t, _ in view_arrays(planner, Wanted(frozenset({'features'})))] == [
+        'features']
+    everything = tiny_engine.run(window, outputs=[2])
+    assert np.array_equal(everything.views[0].features, view.features)
+    assert everything.views[0].normals is not None and window.centres is not None
+
+
+@pytest.mark.parametrize('queue_size', [1, 4])
+def test_a_time_jump_during_processing_leaves_no_old_keyframe_in_the_next_window(
+        tiny_engine, queue_size) -> None:
+    """A bag loop arrives while the worker is inside process().
+
+    Queued or dropped, no keyframe of the old window reaches the output of the first keyframe
+    after the jump.
+    """
+    settings = Settings(min_translation=0, min_rotation_deg=0, max_interval=0,
+                        queue_size=queue_size)
+    pipeline = Pipeline(tiny_engine, settings)
+    busy, release = threading.Event(), threading.Event()
+    original = pipeline.process
+
+    def slow_process(frame):
+        if frame.uid == 1:
+            busy.set()
+            release.wait(10)
+        return original(frame)
+
+    pipeline.process = slow_process
+    got = []
+    worker = AsyncPipeline(pipeline, got.append)
+    worker.start()
+    try:
+        old = frames(3)
+        for item in old:
+            item.stamp_ns += 100 * 10**9  # 100.1 s, 100.2 s, 100.3 s
+        assert worker.submit(old[0]) and worker.submit(old[1])
+        assert busy.wait(10)  # the worker is processing keyframe 1
+        assert worker.submit(old[2])
+        restart = frames(1, seed=1)[0]  # 0.1 s: the stamps jumped 100 s back
+        assert worker.submit(restart)
+        assert pipeline.stats.counts['time_jump'] == 1
+        release.set()
+        assert worker.wait_idle(30)
+    finally:
+        worker.stop()
+    after = [w for w in got if w.frames[w.new_view] is restart]
+    assert len(after) == 1
+    assert [f.uid for f in after[0].frames] == [restart.uid]
+    dropped = pipeline.stats.counts['frames_dropped']
+    assert len(got) + dropped == 4 and dropped == (1 if queue_size == 1 else 0)
 
 
 def test_worker_reports_node_overhead_beyond_inference(tiny_engine) -> None:
-    config = PipelineConfig(min_translation=0, min_rotation_deg=0, max_interval=0)
+    config = Settings(min_translation=0, min_rotation_deg=0, max_interval=0)
     pipeline = Pipeline(tiny_engine, config)
     got = []
     worker = AsyncPipeline(pipeline, lambda window: got.extend(window.views))

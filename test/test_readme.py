@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mvfm_ros.pipeline import outputs
-from mvfm_ros.ros.params import all_parameters, markdown_table
+from mvfm_ros.pipeline.settings import Settings, coerce, markdown_table
 
 ROOT = Path(__file__).parents[1]
 
@@ -52,11 +52,12 @@ def test_checker_rejects_a_wrong_command(tmp_path) -> None:
 def test_perception_yaml_sets_only_declared_parameters_with_their_types() -> None:
     data = yaml.safe_load((ROOT / 'config' / 'perception.yaml').read_text())
     values = data['mvfm_perception']['ros__parameters']
-    declared = all_parameters()
+    declared = Settings.defaults()
     assert set(values) <= set(declared)
     for name, value in values.items():
-        default = declared[name][0]
-        assert type(value) is type(default), (name, value, default)
+        assert type(coerce(name, value)) is type(declared[name]), (name, value)
+        assert type(value) is type(declared[name]), (name, value)  # written as the type is
+    Settings.from_values(values)  # a configuration the node accepts
     assert len(values) >= 15
 
 

@@ -33,7 +33,8 @@ def main() -> int:
     args = parser.parse_args()
     from mvfm_ros.eval.lifting import evaluate_lifting, procedural_sequences
     from mvfm_ros.models.factory import load_model
-    from mvfm_ros.pipeline.engine import Engine, demo_model_path
+    from mvfm_ros.models.loading import demo_model_path
+    from mvfm_ros.pipeline.engine import Engine
 
     engine = Engine(load_model(demo_model_path()), 'cpu')
 

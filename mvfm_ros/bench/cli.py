@@ -15,7 +15,7 @@ placement, it measures (median over repeats after warm-up, device synchronised):
   publishing) and reports it on ``/diagnostics``.
 
 ``--soak MINUTES`` instead runs the live node for that long at camera rate and reports memory,
-rates, stalls and pose failures over time (:mod:`mvfm_ros.ros.soak`).
+rates, stalls and pose failures over time (:mod:`mvfm_ros.bench.soak`).
 
 Weights do not change timings, so backbones are built with random weights (no downloads).
 """
@@ -26,7 +26,7 @@ import argparse
 import json
 from pathlib import Path
 
-DEMO = 'demo'
+from mvfm_ros.bench import DEMO
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
     if args.soak is not None:
-        from mvfm_ros.ros.demo import find_demo_bag
-        from mvfm_ros.ros.soak import format_soak, run_soak
+        from mvfm_ros.bench.soak import format_soak, run_soak
+        from mvfm_ros.demo.player import find_demo_bag
 
         results = run_soak(args.soak, args.soak_rate, args.soak_output,
                            args.bag or find_demo_bag())

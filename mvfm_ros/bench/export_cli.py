@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mvfm_ros.bench.export import TOLERANCE, check, export
     from mvfm_ros.models.factory import load_model
-    from mvfm_ros.pipeline.engine import demo_model_path
+    from mvfm_ros.models.loading import demo_model_path
 
     model = load_model(args.checkpoint or demo_model_path())
     size = tuple(args.size or model.config.input_size or (224, 224))

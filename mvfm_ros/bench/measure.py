@@ -13,17 +13,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mvfm_ros.bench.cli import DEMO
+from mvfm_ros.bench import DEMO
 from mvfm_ros.bench.export import example_inputs
 from mvfm_ros.bench.timing import time_call
 from mvfm_ros.geometry.camera import scale_intrinsics
+from mvfm_ros.messages.factory import rosbags_factory, rosbags_typestore
+from mvfm_ros.models.device import autocast, resolve_device
 from mvfm_ros.models.factory import build_model, load_model
+from mvfm_ros.models.loading import demo_model_path
 from mvfm_ros.models.trunk import join_states
-from mvfm_ros.pipeline.config import PipelineConfig
-from mvfm_ros.pipeline.engine import Engine, demo_model_path, resolve_device
+from mvfm_ros.pipeline.engine import Engine
 from mvfm_ros.pipeline.frame import Frame
+from mvfm_ros.pipeline.outputs import Wanted
 from mvfm_ros.pipeline.pipeline import Pipeline
-from mvfm_ros.ros.messages import rosbags_factory, rosbags_typestore
+from mvfm_ros.pipeline.settings import Settings
+from mvfm_ros.pipeline.window import Window
 
 
 def parse_placement(text: str, depth: int) -> tuple[str, tuple[int, ...] | None, str]:
@@ -69,38 +73,32 @@ def measure(args: argparse.Namespace, placement: str, blocks, mode: str,
             device: torch.device) -> dict[str, Any]:
     """Take all timings for one placement."""
     model = build(args, blocks, mode).to(device).eval()
-    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.precision]
     if args.compile:
         model.trunk.model.blocks = torch.compile(model.trunk.model.blocks)
     v, (h, w) = args.views, args.size
     images, intrinsics, poses = (t.to(device) for t in example_inputs(v, (h, w)))
 
-    def autocast():
-        if dtype is None:
-            return torch.autocast(device.type, enabled=False)
-        return torch.autocast(device.type, dtype=dtype)
-
     @torch.inference_mode()
     def base():
-        with autocast():
+        with autocast(device, args.precision):
             model.base_features(images)
 
     @torch.inference_mode()
     def base_one():
-        with autocast():
+        with autocast(device, args.precision):
             model.trunk(images[0, :1])
 
     @torch.inference_mode()
     def multiview():
-        with autocast():
+        with autocast(device, args.precision):
             model(images, intrinsics, poses)
 
-    with torch.inference_mode(), autocast():
+    with torch.inference_mode(), autocast(device, args.precision):
         cached = [model.frame_tokens(images[0, i:i + 1]) for i in range(v - 1)]
 
     @torch.inference_mode()
     def stream():
-        with autocast():
+        with autocast(device, args.precision):
             new = model.frame_tokens(images[0, v - 1:])
             model.window_features(join_states([*cached, new]), intrinsics, poses)
 
@@ -123,58 +121,74 @@ def measure(args: argparse.Namespace, placement: str, blocks, mode: str,
     return out
 
 
-def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    """Time the pipeline's full window step against the model part of it."""
+def engine_overhead(model, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Time the pipeline's streaming step for a new keyframe against the model part of it.
+
+    Repeats alternate between a consumer of every output (RViz and a planner) and a planner
+    that subscribes to ``features`` alone, so the time the output edge saves when nobody
+    wants the pictures is measured in the same run.
+    """
     engine = Engine(model, device, args.precision, tuple(args.size))
     engine.set_operators(args.operators)
     rng = np.random.default_rng(0)
     h, w = args.size
     k = np.array([[0.8 * w, 0, w / 2], [0, 0.8 * w, h / 2], [0, 0, 1.0]])
-    frames = []
-    for i in range(args.views):
+    window = Window(args.views)
+
+    def new_frame(uid: int) -> Frame:  # the robot drives on: a new keyframe 20 cm ahead
         pose = np.eye(4)
-        pose[0, 3] = 0.2 * i
-        frames.append(Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), k, pose, i,
-                            uid=i))
-    engine.run(frames)
-    # The streaming step of the node: the newest frame is new, the others are cached. Each
-    # repeat times its three phases in one call, so the fractions cannot go negative.
-    newest = frames[-1]
+        pose[0, 3] = 0.2 * uid
+        return Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), k, pose, uid, uid=uid)
+
+    for uid in range(args.views):
+        window.push(new_frame(uid))
+    engine.run(window)
     build = rosbags_factory(rosbags_typestore())
-    phases: dict[str, list[float]] = {'model': [], 'outputs': [], 'encode': [], 'map': []}
+    consumers = {'all': Wanted.everything(), 'features': Wanted(frozenset({'features'}))}
+    phases: dict[str, list[float]] = {f'{name}_{phase}': [] for name in consumers
+                                      for phase in ('model', 'outputs', 'encode')}
+    phases['map'] = []
     # The map update of a keyframe with a depth image at the camera's resolution.
-    pipeline = Pipeline(engine, PipelineConfig(map_voxel_size=args.map_voxel))
+    pipeline = Pipeline(engine, Settings(map_voxel_size=args.map_voxel))
     cam_h, cam_w = args.camera[1], args.camera[0]
     cam_k = scale_intrinsics(torch.as_tensor(k), cam_w / w, cam_h / h).numpy()
+    uid = args.views
     for repeat in range(args.warmup + args.repeats):
-        engine._cache.pop(newest.uid, None)
-        window = engine.run(frames, outputs=[len(frames) - 1])
-        start = time.perf_counter()
-        for _ in build.outputs(window, engine.identity, 'map'):  # every message the node sends
-            pass
-        encode = time.perf_counter() - start
-        view = window.views[-1]
+        for name, wanted in consumers.items():
+            window.push(new_frame(uid))
+            uid += 1
+            result = engine.run(window, outputs=[len(window.keyframes) - 1], wanted=wanted)
+            result.wanted = wanted
+            start = time.perf_counter()
+            for _ in build.outputs(result, engine.identity, 'map', wanted):  # what is sent
+                pass
+            if repeat >= args.warmup:
+                phases[f'{name}_model'].append(engine.timing['model_s'])
+                phases[f'{name}_outputs'].append(engine.timing['outputs_s'])
+                phases[f'{name}_encode'].append(time.perf_counter() - start)
+        view = result.views[-1]
         view.frame.depth = synthetic_depth(cam_h, cam_w, repeat)
         view.frame.intrinsics = cam_k  # K of the depth's (camera) resolution
         view.frame.image = rng.integers(0, 255, (cam_h, cam_w, 3), dtype=np.uint8)
-        view.frame.cam_to_world = newest.cam_to_world.copy()
-        view.frame.cam_to_world[0, 3] += 0.1 * repeat  # the robot drives on
         start = time.perf_counter()
         pipeline.update_map(view)
-        mapped = time.perf_counter() - start
         if repeat >= args.warmup:
-            phases['model'].append(engine.timing['model_s'])
-            phases['outputs'].append(engine.timing['outputs_s'])
-            phases['encode'].append(encode)
-            phases['map'].append(mapped)
-    model_ms, outputs_ms, encode_ms, map_ms = (1000 * statistics.median(phases[k])
-                                               for k in ('model', 'outputs', 'encode', 'map'))
-    return {'model_ms': model_ms, 'outputs_ms': outputs_ms, 'encode_ms': encode_ms,
-            'step_ms': model_ms + outputs_ms + encode_ms,
+            phases['map'].append(time.perf_counter() - start)
+    ms = {key: 1000 * statistics.median(values) for key, values in phases.items()}
+    model_ms = ms['all_model']
+    step = {name: ms[f'{name}_model'] + ms[f'{name}_outputs'] + ms[f'{name}_encode']
+            for name in consumers}
+    edge = {name: ms[f'{name}_outputs'] + ms[f'{name}_encode'] for name in consumers}
+    return {'model_ms': model_ms, 'outputs_ms': ms['all_outputs'],
+            'encode_ms': ms['all_encode'], 'step_ms': step['all'],
+            'features_only_step_ms': step['features'],
+            'features_only_saved_ms': edge['all'] - edge['features'],
+            'features_only_saved_fraction': (edge['all'] - edge['features']) / step['all'],
             'operators': list(args.operators),
-            'outputs_fraction': outputs_ms / model_ms, 'encode_fraction': encode_ms / model_ms,
-            'overhead_fraction': (outputs_ms + encode_ms) / model_ms,
-            'map_ms': map_ms, 'map_fraction': map_ms / model_ms,
+            'outputs_fraction': ms['all_outputs'] / model_ms,
+            'encode_fraction': ms['all_encode'] / model_ms,
+            'overhead_fraction': edge['all'] / model_ms,
+            'map_ms': ms['map'], 'map_fraction': ms['map'] / model_ms,
             'map_voxels': len(pipeline.map), 'map_camera': list(args.camera),
             'map_voxel_m': args.map_voxel}
 
@@ -208,7 +222,8 @@ def format_table(results: dict[str, Any]) -> str:
             + f"{row['ratios']['stream_over_base_1view']:14.2f}"
             + f"{100 * row['engine']['outputs_fraction']:14.1f}%"
             + f"{100 * row['engine']['encode_fraction']:13.1f}%"
-            + f"{100 * row['engine']['map_fraction']:12.1f}%")
+            + f"{100 * row['engine']['map_fraction']:12.1f}%"
+            + f"{100 * row['engine']['features_only_saved_fraction']:8.1f}%")
     lines.append("outputs/model: the engine's outputs (normal head, joint PCA and k-means, "
                  'colour images, the operators and their lifting) per new keyframe, as a share '
                  "of the model's time; "
@@ -216,7 +231,9 @@ def format_table(results: dict[str, Any]) -> str:
                  f"one keyframe's {results['placements'][0]['engine']['map_camera'][0]}x"
                  f"{results['placements'][0]['engine']['map_camera'][1]} depth into the "
                  f"{100 * results['placements'][0]['engine']['map_voxel_m']:.0f} cm voxel map, "
-                 'likewise' if results['placements'] else '')
+                 'likewise; saved: share of the step saved when only mvfm/features has a '
+                 'subscriber (no pictures, normals, segments or lifting made)'
+                 if results['placements'] else '')
     return '\n'.join(lines)
 
 

@@ -18,7 +18,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
 from mvfm_ros.geometry.interpolation import invert_pose, matrix_to_quat
-from mvfm_ros.ros.messages import rosbags_factory
+from mvfm_ros.messages.factory import rosbags_factory
 
 # base_link (x forward, y left, z up) -> camera optical frame (x right, y down, z forward),
 # camera 0.2 m ahead and 1 m above base_link; the robot's height comes from the trajectory.

@@ -14,12 +14,13 @@ from mvfm_ros.eval.lift_metrics import id_stability, label_consistency
 from mvfm_ros.eval.metrics import hard_matches, location_errors
 from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.sampling import to_pixels, to_unit
-from mvfm_ros.pipeline import Engine, PipelineConfig
+from mvfm_ros.messages.conversions import camera_info_matrix, stamp_to_ns
+from mvfm_ros.messages.factory import POINT_FIELD_TYPES
+from mvfm_ros.pipeline import Engine, Settings
 from mvfm_ros.pipeline.engine import PROMPT_ID
 from mvfm_ros.pipeline.frame import Frame
-from mvfm_ros.pipeline.pipeline import percentiles
-from mvfm_ros.ros.conversions import camera_info_matrix, stamp_to_ns
-from mvfm_ros.ros.messages import POINT_FIELD_TYPES
+from mvfm_ros.pipeline.stats import percentiles
+from mvfm_ros.pipeline.window import Window
 from mvfm_ros.viz.colors import label_colors, palette, pca_colors, to_uint8
 from mvfm_ros.viz.figures import normals_legend, plot_matches, plot_window
 
@@ -104,14 +105,17 @@ def correspondences(session, depth: dict[int, np.ndarray], keys: list[int],
     first, last = pairs[len(pairs) // 2]
     window = keys[first:last + 1]
     a, b = window[0], window[-1]
-    engine, _ = Engine.from_config(PipelineConfig(device='cpu'))
+    engine, _ = Engine.from_settings(Settings(device='cpu'))
     frames = [Frame(session.images[key],
                     camera_info_matrix(session.infos[key], session.images[key].shape[:2]),
                     session.poses[key], key, uid=uid) for uid, key in enumerate(window)]
     ends = (frames[0], frames[-1])
     ks = [torch.from_numpy(f.intrinsics).float() for f in ends]
     poses = [torch.from_numpy(f.cam_to_world).float() for f in ends]
-    multi, prepared = engine.features(frames)
+    window = Window(len(frames))
+    for frame in frames:
+        window.push(frame)
+    multi, prepared = engine.features(window)
     multi = multi[[0, -1]]
     with torch.no_grad():  # the same resized images the engine fed the model
         base = engine.model.base_features(torch.stack(

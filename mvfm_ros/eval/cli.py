@@ -125,10 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # after parsing: --help answers without loading PyTorch
     from tqdm import tqdm
 
+    from mvfm_ros.data.matches import DataConfig, MatchDataset
     from mvfm_ros.eval.evaluate import Evaluator
     from mvfm_ros.models.factory import load_model
-    from mvfm_ros.train.config import DataConfig
-    from mvfm_ros.train.dataset import MatchDataset
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     device = args.device

@@ -31,10 +31,10 @@ from mvfm_ros.eval.lift_metrics import (
     surface_lookups,
 )
 from mvfm_ros.geometry.camera import scale_intrinsics
-from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.engine import Engine
 from mvfm_ros.pipeline.frame import Frame
 from mvfm_ros.pipeline.pipeline import Pipeline
+from mvfm_ros.pipeline.settings import Settings
 
 TRAJECTORIES = ('orbit', 'forward', 'turn')
 
@@ -113,10 +113,9 @@ def evaluate_lifting(engine: Engine, samples: Iterable[MultiViewSample], window:
     for sample in samples:
         sequences += 1
         frames = sample.num_views
-        config = PipelineConfig(window_size=window, min_translation=0.0, min_rotation_deg=0.0,
-                                max_interval=0.0, operators=[])
-        pipeline = Pipeline(engine, config)
-        engine.lifting.reset()
+        settings = Settings(window_size=window, min_translation=0.0, min_rotation_deg=0.0,
+                            max_interval=0.0)
+        pipeline = Pipeline(engine, settings)
         outputs, raw = [], []
         for i in range(frames):
             image = (sample.images[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -127,7 +126,7 @@ def evaluate_lifting(engine: Engine, samples: Iterable[MultiViewSample], window:
             result = pipeline.add(frame).views[-1]
             model_seconds.append(engine.timing['model_s'])
             outputs.append(result.ops)
-            raw.append(engine.frame_outputs(frame.uid))
+            raw.append(pipeline.window.outputs_of(frame.uid))
         map_seconds += list(pipeline.stats.map_update)
         _score_sequence(sample, engine, outputs, raw, window, per_view, lifted)
         if use_depth:

@@ -6,18 +6,15 @@ import math
 
 import torch
 
-from mvfm_ros.train.losses import grid_unit_coords, match_logits, to_pixels
+from mvfm_ros.geometry.matching import hard_argmax
+from mvfm_ros.geometry.sampling import to_pixels
 
 RECALL_THRESHOLDS_PX = (5, 10, 20)
 ANGLE_BINS_DEG = (0, 15, 30, 60, 180)
 NORMAL_THRESHOLDS_DEG = (11.25, 22.5, 30.0)
 
 
-def hard_matches(features_a: torch.Tensor, features_b: torch.Tensor,
-                 unit_a: torch.Tensor) -> torch.Tensor:
-    """Return the unit coordinates of the best-matching patch centre in B per query in A."""
-    best = match_logits(features_a, features_b, unit_a).argmax(dim=-1)
-    return grid_unit_coords(*features_b.shape[1:], device=features_b.device)[best]
+hard_matches = hard_argmax  # the paper's "Loc. Err." matches with the hard argmax
 
 
 def location_errors(predicted_unit: torch.Tensor, target_unit: torch.Tensor) -> torch.Tensor:

@@ -108,21 +108,16 @@ class LabelLifter:
                  min_similarity: float = MIN_SIMILARITY,
                  min_similarity_same_view: float = MIN_SIMILARITY_SAME_VIEW,
                  vote: bool = True) -> None:
-        """Start with an empty id table."""
+        """Keep the thresholds (the ids live in an :class:`IdTable` the caller owns)."""
         self.vote = vote
         self.min_similarity_same_view = min_similarity_same_view
         self.min_similarity = min_similarity
         self.min_share = min_share
         self.min_pixels = min_pixels
-        self.table = IdTable()
-
-    def reset(self) -> None:
-        """Forget every id (a reset of the map or of the pipeline)."""
-        self.table = IdTable()
 
     def lift(self, labels: list[np.ndarray], uids: list[int],
              matches: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
-             features: list[np.ndarray] | None = None) -> list[np.ndarray]:
+             features: list[np.ndarray] | None, table: IdTable) -> list[np.ndarray]:
         """Return ``(H, W)`` int32 ids per view, shared across views and stable over windows.
 
         Args:
@@ -132,6 +127,7 @@ class LabelLifter:
                 pixels, for the view pairs that have any.
             features: ``(C, h, w)`` unit features per view (a patch grid over the image), for
                 the similarity check; None links by overlap alone.
+            table: the ids the keyframes had (read, then updated with the new assignment).
         """
         local, offsets = [], [0]
         for view in labels:
@@ -165,14 +161,14 @@ class LabelLifter:
         by_id: dict[int, list[int]] = {}
         for v, (values, _, _) in enumerate(local):
             for r, label in enumerate(values):
-                previous = self.table.assigned.get((uids[v], int(label)))
+                previous = table.assigned.get((uids[v], int(label)))
                 if previous is not None and label >= 0:
                     by_id.setdefault(previous, []).append(offsets[v] + r)
         for nodes in by_id.values():
             candidates += [(np.iinfo(np.int64).max, nodes[0], n) for n in nodes[1:]]
         view_of = np.repeat(np.arange(len(labels)), np.diff(offsets))
         component = self._merge(total, candidates, descriptors, view_of)
-        ids = self._assign(component, local, offsets, uids)
+        ids = self._assign(component, local, offsets, uids, table)
         out = []
         for view, (_, inverse, _) in enumerate(local):  # unlabelled regions have id IGNORE
             out.append(ids[offsets[view]:offsets[view + 1]][inverse].astype(np.int32))
@@ -215,14 +211,15 @@ class LabelLifter:
             views[ra] |= views[rb]
         return np.array([root(x) for x in range(total)])
 
-    def _assign(self, component: np.ndarray, local: list, offsets: list[int],
-                uids: list[int]) -> np.ndarray:
+    @staticmethod
+    def _assign(component: np.ndarray, local: list, offsets: list[int], uids: list[int],
+                table: IdTable) -> np.ndarray:
         """Global id per region: the id its component held before (most pixels), else new."""
         sizes = np.concatenate([np.bincount(inv, minlength=len(vals)) for vals, inv, _ in local])
         keys = [(uids[v], int(label)) for v, (vals, _, _) in enumerate(local) for label in vals]
         votes: dict[int, dict[int, int]] = {}
         for node, key in enumerate(keys):
-            previous = self.table.assigned.get(key)
+            previous = table.assigned.get(key)
             if previous is not None:
                 ballot = votes.setdefault(int(component[node]), {})
                 ballot[previous] = ballot.get(previous, 0) + int(sizes[node])
@@ -242,8 +239,8 @@ class LabelLifter:
                 continue
             comp = int(component[node])
             if comp not in chosen:
-                chosen[comp] = self.table.new()
+                chosen[comp] = table.new()
             ids[node] = chosen[comp]
-            self.table.assigned[key] = ids[node]
-        self.table.keep(set(uids))
+            table.assigned[key] = ids[node]
+        table.keep(set(uids))
         return ids

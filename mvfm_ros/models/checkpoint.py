@@ -13,16 +13,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mvfm_ros.models.config import MVFMConfig
-
-if TYPE_CHECKING:
-    from mvfm_ros.models.mvfm import MultiViewModel
 
 FORMAT = 'mvfm_ros.checkpoint'
 FORMAT_VERSION = '1'
@@ -42,7 +39,7 @@ def backbone_fingerprint(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(model: 'MultiViewModel', path: str | os.PathLike,
+def save_checkpoint(model: Any, path: str | os.PathLike,
                     include_backbone: bool | None = None,
                     training: dict[str, str] | None = None) -> None:
     """Write ``model``'s checkpoint atomically (a temporary file renamed into place).
@@ -99,7 +96,7 @@ def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def check_fits(model: 'MultiViewModel', metadata: dict[str, str], path: str | os.PathLike,
+def check_fits(model: Any, metadata: dict[str, str], path: str | os.PathLike,
                ) -> None:
     """Raise CheckpointMismatchError unless the checkpoint was made for ``model``'s backbone."""
     saved = MVFMConfig.from_json(metadata['config'])
@@ -129,7 +126,7 @@ def check_fits(model: 'MultiViewModel', metadata: dict[str, str], path: str | os
             'backbone weights they were trained on')
 
 
-def load_trainable(model: 'MultiViewModel', path: str | os.PathLike) -> None:
+def load_trainable(model: Any, path: str | os.PathLike) -> None:
     """Load a checkpoint's trainable weights into ``model`` after checking that they fit."""
     metadata, tensors = read_checkpoint(path)
     check_fits(model, metadata, path)

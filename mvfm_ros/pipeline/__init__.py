@@ -1,7 +1,7 @@
 """The sliding-window perception pipeline (no ROS imports): frames in, per-view outputs out.
 
 Names are imported on first use (PEP 562), so the settings and the output table
-(``mvfm_ros.pipeline.config``, ``mvfm_ros.pipeline.outputs``) load without PyTorch: the
+(``mvfm_ros.pipeline.settings``, ``mvfm_ros.pipeline.outputs``) load without PyTorch: the
 console scripts answer ``--help`` at once.
 """
 
@@ -15,14 +15,16 @@ _LAZY = {
     'Frame': 'frame',
     'FrameError': 'frame',
     'Pipeline': 'pipeline',
-    'PipelineConfig': 'config',
     'PROBLEMS': 'frame',
-    'PipelineStats': 'pipeline',
+    'PipelineStats': 'stats',
     'PoseBuffer': 'poses',
     'PoseLookupError': 'poses',
+    'Settings': 'settings',
+    'SettingsError': 'settings',
     'ViewResult': 'frame',
+    'Wanted': 'outputs',
+    'Window': 'window',
     'WindowResult': 'frame',
-    'demo_model_path': 'engine',
 }
 
 __all__ = sorted(_LAZY)

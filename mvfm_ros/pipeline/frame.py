@@ -21,7 +21,10 @@ PROBLEMS: dict[str, str] = {
     'pose_frame_mismatch': 'pose expressed in a frame other than world_frame',
     'pose_extrapolation': 'image stamp outside the poses received (never extrapolated)',
     'pose_gap': 'poses around the image stamp further apart than max_pose_gap',
-    'pose_lookup_failed': 'no pose covering the image stamp arrived within tf_timeout',
+    'pose_lookup_failed': 'no pose covering the image stamp arrived within tf_timeout (late)',
+    'tf_frame_unknown': 'the image frame or world_frame was not in TF within tf_timeout',
+    'tf_not_connected': 'the image frame and world_frame were not connected in TF within '
+                        'tf_timeout',
     'duplicate_stamp': 'image stamp equal to the previous one of its camera',
     'out_of_order_stamp': 'image stamp older than the previous one of its camera',
     'future_stamp': 'image or pose stamped further ahead of the clock than the tolerance',
@@ -83,58 +86,58 @@ class Frame:
     submitted: float | None = None
     uid: int = -1  # assigned by the pipeline when the frame becomes a keyframe
     depth: np.ndarray | None = None
+    epoch: int = 0  # the pipeline's epoch when accepted (a time jump starts a new one)
 
 
 @dataclass
 class ViewResult:
     """Outputs for one view of a processed window.
 
+    Colour pictures are made from them at the output edge (:mod:`mvfm_ros.pipeline.render`),
+    only for topics with a consumer.
+
     Attributes:
         frame: the input frame.
         features: ``(h, w, C)`` float32, one pixel per patch.
         feature_intrinsics: ``(3, 3)`` K of the feature grid.
-        pca: ``(h, w, 3)`` uint8 PCA colours shared by the whole window.
+        model_image: ``(3, H', W')`` float image in [0, 1] as the model saw it.
         normals: ``(H', W', 3)`` float32 unit normals (optical frame) at the model input size,
-            or None without a normal head.
-        normals_color: ``(H', W', 3)`` uint8, or None.
+            or None (no normal head, or nobody wanted them).
         segments: ``(H', W')`` uint8 segment ids consistent across the window (255: the
-            prompted object).
-        segments_color: ``(H', W', 3)`` uint8 overlay on the input.
+            prompted object), or None when nobody wanted them.
         window: uids of the frames in the window.
         latency: seconds from arrival of the frame to these results.
-        inference: seconds the engine took for this window (model, heads, output images).
+        inference: seconds the engine took for this window (model, heads, operators).
         ops: lifted operator outputs by operator name at the model input size: ``(H', W')``
             int32 ids shared across views and windows (-1: unlabelled) or ``(H', W', C)``
             float32 fused maps.
-        ops_color: ``(H', W', 3)`` uint8 picture of each lifted output.
     """
 
     frame: Frame
     features: np.ndarray
     feature_intrinsics: np.ndarray
-    pca: np.ndarray
+    model_image: Any
     normals: np.ndarray | None
-    normals_color: np.ndarray | None
-    segments: np.ndarray
-    segments_color: np.ndarray
+    segments: np.ndarray | None
     window: tuple[int, ...]
     latency: float
     inference: float = 0.0
     ops: dict[str, np.ndarray] = field(default_factory=dict)
-    ops_color: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
 class WindowResult:
-    """One processed window: every view's features and the full results of the returned views.
+    """One processed window: every view's features and the results of the returned views.
 
     Attributes:
         frames: the window's frames, oldest first.
         features: ``(V, h, w, C)`` float32 features of every view, computed together.
         feature_intrinsics: ``(V, 3, 3)`` K of each view's feature grid.
-        views: full results of the views that were asked for (the new keyframe).
+        views: results of the views that were asked for (the new keyframe).
         new_view: index in ``frames`` of the keyframe that made this window.
         window_id: sequence number of the window (set by the pipeline).
+        op_kinds: operator name -> kind (``labels``, ``float``, ``normals``).
+        wanted: the outputs that had a consumer when the window was computed (None: all).
     """
 
     frames: list[Frame]
@@ -143,3 +146,5 @@ class WindowResult:
     views: list[ViewResult]
     new_view: int
     window_id: int = 0
+    op_kinds: dict[str, str] = field(default_factory=dict)
+    wanted: Any = None

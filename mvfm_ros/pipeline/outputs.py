@@ -8,12 +8,9 @@ this module stays free of ROS imports.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-from mvfm_ros.pipeline.frame import ViewResult
 
 IMAGE = 'sensor_msgs/msg/Image'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
@@ -87,6 +84,47 @@ WINDOW_OUTPUT = next(o for o in OUTPUTS if o.scope == 'window')
 MAP_OUTPUT = next(o for o in OUTPUTS if o.scope == 'map')
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """Which outputs have a consumer: the engine computes, and the edge renders, only those.
+
+    Attributes:
+        topics: output topics under the namespace (``features``, ``ops/superpixels/color``)
+            that are wanted; None: every one.
+        lift: lift the operators even when no ``ops/`` topic is wanted (the map uses them).
+    """
+
+    topics: frozenset[str] | None = None
+    lift: bool = False
+
+    @classmethod
+    def everything(cls) -> 'Wanted':
+        """Every output."""
+        return cls(None)
+
+    def __contains__(self, topic: str) -> bool:
+        """Whether an output topic (name under the namespace) is wanted."""
+        return self.topics is None or topic in self.topics
+
+    def _any(self, prefix: str) -> bool:
+        return self.topics is None or any(t.startswith(prefix) for t in self.topics)
+
+    @property
+    def normals(self) -> bool:
+        """The normal head's output is wanted."""
+        return self._any('normals')
+
+    @property
+    def segments(self) -> bool:
+        """The joint segmentation is wanted."""
+        return self._any('segmentation')
+
+    @property
+    def ops(self) -> bool:
+        """Lifted operator outputs are wanted (a topic, or the map)."""
+        return self.lift or self._any('ops/')
+
+
 def output_topics(operators: list[str]) -> dict[str, Output]:
     """Every output topic (under the namespace) for these operator names -> its output row."""
     return {topic: output for output in OUTPUTS for topic in output.topics(operators)}
@@ -108,17 +146,6 @@ def image_encoding(array: np.ndarray) -> str:
     if array.dtype == np.uint8 and channels in (1, 3):
         return 'mono8' if channels == 1 else 'rgb8'
     raise ValueError(f'no ROS encoding for a {array.dtype} array of shape {array.shape}')
-
-
-def view_messages(result: ViewResult) -> Iterator[tuple[Output, str, np.ndarray]]:
-    """Yield the per-view outputs of a result: ``(output, topic, array)``, absent ones skipped."""
-    for output in VIEW_OUTPUTS:
-        value = getattr(result, output.source)
-        if isinstance(value, dict):  # one per operator
-            for name, array in value.items():
-                yield output, output.topic.replace(OP, name), array
-        elif value is not None:
-            yield output, output.topic, value
 
 
 def topic_name(namespace: str, output: Output, camera: str, cameras: int,

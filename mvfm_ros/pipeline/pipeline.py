@@ -1,17 +1,22 @@
 """The perception pipeline shared by the ROS node, the bag processor and the demo.
 
-``accept`` is cheap (checks and keyframe selection) and runs where frames arrive; ``process``
-runs the model on the sliding window and may take long, so the node calls it from a worker
-(:class:`mvfm_ros.pipeline.worker.AsyncPipeline`) and the bag processor calls it inline.
+Two sides, each touched by one thread. ``accept`` is cheap (checks and keyframe selection) and
+runs where frames arrive (the node's intake thread); ``process`` runs the model on the sliding
+window and may take long, so the node calls it from a worker
+(:class:`mvfm_ros.pipeline.worker.AsyncPipeline`) and the bag processor calls it inline. The
+window and everything keyed by its keyframes (:class:`~.window.Window`) belong to the
+``process`` side alone: a time jump seen by ``accept`` starts a new *epoch*, which the first
+keyframe of that epoch carries to ``process``, where the window starts over. So no thread
+changes state another is reading, and no keyframe of the old window reaches the next output,
+even when keyframes in between are dropped from a full queue.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import statistics
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -19,104 +24,15 @@ import torch
 from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.pose import check_poses
 from mvfm_ros.lift.voxel_map import VoxelMap, depth_points
-from mvfm_ros.pipeline.config import PipelineConfig
 from mvfm_ros.pipeline.engine import Engine
 from mvfm_ros.pipeline.frame import Frame, FrameError, ViewResult, WindowResult
 from mvfm_ros.pipeline.keyframes import KeyframeSelector
+from mvfm_ros.pipeline.outputs import Wanted
+from mvfm_ros.pipeline.settings import Settings, SettingsError
+from mvfm_ros.pipeline.stats import TIME_JUMP_NS, PipelineStats
+from mvfm_ros.pipeline.window import Window
 
 LOG = logging.getLogger('mvfm_ros.pipeline')
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    """Median, 90th percentile (nearest rank) and maximum; empty for no values."""
-    if not values:
-        return {}
-    values = sorted(values)
-    return {'p50': statistics.median(values),
-            'p90': values[min(len(values) - 1, int(0.9 * len(values)))], 'max': values[-1]}
-
-
-# Counters whose recent rate is reported (events per second over the last RECENT_S seconds).
-POSE_FAILURES = ('pose_lookup_failed', 'pose_extrapolation', 'pose_gap')
-RECENT = ('frames_received', 'windows_processed', *POSE_FAILURES)
-RECENT_S = 10.0
-# A stamp this far behind its camera's previous one is a time jump (bag loop, clock reset), not
-# a reordering: the pipeline starts afresh instead of refusing every later frame.
-TIME_JUMP_NS = 3_000_000_000
-
-
-class PipelineStats:
-    """Thread-safe counters and recent latencies, for diagnostics and summaries."""
-
-    def __init__(self, history: int = 500) -> None:
-        """Start at zero."""
-        self._lock = threading.Lock()
-        self.counts: collections.Counter[str] = collections.Counter()
-        self._recent: dict[str, collections.deque[float]] = {
-            key: collections.deque(maxlen=4096) for key in RECENT}
-        self.latencies: collections.deque[float] = collections.deque(maxlen=history)
-        self.inference: collections.deque[float] = collections.deque(maxlen=history)
-        self.overhead: collections.deque[float] = collections.deque(maxlen=history)
-        self.pose_delay: collections.deque[float] = collections.deque(maxlen=history)
-        self.map_update: collections.deque[float] = collections.deque(maxlen=history)
-        self.started = time.monotonic()
-
-    def count(self, key: str, amount: int = 1) -> None:
-        """Add to a counter."""
-        with self._lock:
-            self.counts[key] += amount
-            if key in self._recent:
-                self._recent[key].extend([time.monotonic()] * amount)
-
-    def record(self, latency: float, inference: float) -> None:
-        """Remember one window's latency (arrival to results) and model time."""
-        with self._lock:
-            self.latencies.append(latency)
-            self.inference.append(inference)
-
-    def record_overhead(self, seconds: float) -> None:
-        """Remember one result's node overhead: conversion, queueing and publishing."""
-        with self._lock:
-            self.overhead.append(seconds)
-
-    def record_map_update(self, seconds: float) -> None:
-        """Remember how long one keyframe's map update took."""
-        with self._lock:
-            self.map_update.append(seconds)
-
-    def record_pose_delay(self, seconds: float) -> None:
-        """Remember how long after its stamp a pose arrived (clock now minus stamp)."""
-        with self._lock:
-            self.pose_delay.append(seconds)
-
-    def snapshot(self) -> dict[str, float]:
-        """Counters, rates and latency percentiles as a flat dict."""
-        with self._lock:
-            out: dict[str, float] = dict(self.counts)
-            latencies = list(self.latencies)
-            inference = list(self.inference)
-            overhead = list(self.overhead)
-            pose_delay = list(self.pose_delay)
-            map_update = list(self.map_update)
-        now = time.monotonic()
-        elapsed = max(now - self.started, 1e-9)
-        out['input_rate_hz'] = out.get('frames_received', 0) / elapsed
-        out['output_rate_hz'] = out.get('windows_processed', 0) / elapsed
-        # Recent rates: a gap in the input shows at once, not diluted by the time since start.
-        span = min(RECENT_S, elapsed)
-        with self._lock:
-            recent = {k: sum(1 for t in q if now - t <= span) for k, q in self._recent.items()}
-        out['input_rate_recent_hz'] = recent['frames_received'] / span
-        out['output_rate_recent_hz'] = recent['windows_processed'] / span
-        failures = sum(recent[k] for k in POSE_FAILURES)
-        out['pose_failure_rate_recent'] = failures / max(recent['frames_received'], 1)
-        for name, values in (('latency', latencies), ('inference', inference),
-                             ('overhead', overhead), ('pose_delay', pose_delay),
-                             ('map_update', map_update)):
-            out.update({f'{name}_{k}_s': v for k, v in percentiles(values).items()})
-        if overhead and inference:
-            out['overhead_fraction'] = statistics.median(overhead) / statistics.median(inference)
-        return out
 
 
 class Pipeline:
@@ -124,26 +40,36 @@ class Pipeline:
 
     Args:
         engine: the inference engine.
-        config: window and keyframe settings.
+        settings: window, keyframe and map settings.
+        wanted: asked before each window: which outputs have a consumer (default: all).
+
+    Raises:
+        SettingsError: map settings the model or the operators cannot serve.
     """
 
-    def __init__(self, engine: Engine, config: PipelineConfig) -> None:
+    def __init__(self, engine: Engine, settings: Settings,
+                 wanted: Callable[[], Wanted] | None = None) -> None:
         """Start with an empty window."""
         self.engine = engine
-        self.config = config
-        self.selector = KeyframeSelector(config.min_translation, config.min_rotation_deg,
-                                         config.max_interval)
-        self.window: collections.deque[Frame] = collections.deque(maxlen=config.window_size)
+        self.settings = settings
+        self.wanted = wanted or Wanted.everything
+        check_map_settings(settings, engine)
+        self.selector = KeyframeSelector(settings.min_translation, settings.min_rotation_deg,
+                                         settings.max_interval)
+        self.window = Window(settings.window_size)
         self.stats = PipelineStats()
         # Called with (kind, message) for events worth a log line that refuse nothing.
         self.on_event = lambda kind, message: LOG.warning('[%s] %s', kind, message)
         self._last_stamp: dict[str, int] = {}
         self._next_uid = 0
+        self._epoch = 0
+        self._prompt: tuple[np.ndarray | None] = (None,)  # set by any thread, read by process
         # The world-frame map of keyframes with depth; read by other threads (publishing).
-        self.map = VoxelMap(config.map_voxel_size, config.map_max_voxels, config.map_features)
+        self.map = VoxelMap(settings.map_voxel_size, settings.map_max_voxels,
+                            settings.map_features)
         self.map_lock = threading.Lock()
 
-    # -------------------------------------------------------------------------------- checks
+    # ---------------------------------------------------------------------- the accept side
     def check(self, frame: Frame) -> None:
         """Raise :class:`FrameError` for a frame that must not reach the model."""
         image = frame.image
@@ -173,7 +99,7 @@ class Pipeline:
         self.stats.count('frames_received')
         last = self._last_stamp.get(frame.camera)
         if last is not None and last - frame.stamp_ns > TIME_JUMP_NS:
-            self.reset()
+            self._start_over()
             self.stats.count('time_jump')
             self.on_event('time_jump', f'camera {frame.camera!r}: stamp jumped back '
                           f'{(last - frame.stamp_ns) / 1e9:.1f} s (bag loop or clock reset): '
@@ -188,37 +114,79 @@ class Pipeline:
             self.stats.count('frames_skipped')
             return False
         frame.uid = self._next_uid
+        frame.epoch = self._epoch
         self._next_uid += 1
         self.stats.count('keyframes')
         return True
 
+    def _start_over(self) -> None:
+        """Forget the keyframe history here; the window follows at the next epoch's keyframe."""
+        self.selector.reset()
+        self._last_stamp.clear()
+        self._epoch += 1
+
+    def set_prompt(self, point_world: np.ndarray | None) -> None:
+        """Select the object at a world point in every view from the next window on.
+
+        None clears the prompt; any thread may call this.
+        """
+        if point_world is not None:
+            point_world = np.asarray(point_world, dtype=np.float64).reshape(3)
+            if not np.all(np.isfinite(point_world)):
+                raise FrameError('bad_prompt', 'prompt point has NaN/inf coordinates')
+        self._prompt = (point_world,)
+
+    @property
+    def prompt(self) -> np.ndarray | None:
+        """The world point the next windows segment, or None."""
+        return self._prompt[0]
+
+    # --------------------------------------------------------------------- the process side
     def process(self, frame: Frame) -> WindowResult:
         """Add an accepted keyframe to the window and run the model on the window.
 
         Returns the window with full results for this frame. The first keyframe makes a
         one-view window: a planner gets outputs from the first keyframe on.
         """
-        self.window.append(frame)
+        window = self.window
+        if frame.epoch != window.epoch:
+            window.reset(frame.epoch)
+        window.prompt = self._prompt[0]
+        window.push(frame)
+        wanted = self.wanted()
+        if frame.depth is not None:
+            wanted = Wanted(wanted.topics, lift=True)  # the map's labels
         start = time.monotonic()
-        window = self.engine.run(list(self.window), outputs=[len(self.window) - 1])
+        result = self.engine.run(window, outputs=[len(window.keyframes) - 1], wanted=wanted)
         done = time.monotonic()
-        for result in window.views:
-            result.latency = done - result.frame.received
-            result.inference = done - start
-            self.stats.record(result.latency, result.inference)
-        window.window_id = self.stats.counts['windows_processed']
+        for view in result.views:
+            view.latency = done - view.frame.received
+            view.inference = done - start
+            self.stats.record(view.latency, view.inference)
+        result.wanted = wanted
+        result.window_id = self.stats.counts['windows_processed']
         self.stats.count('windows_processed')
         for kind, message in self.engine.problems:
             self.stats.count(kind)
             self.on_event(kind, message)
-        for result in window.views:
-            if result.frame.depth is not None:
-                self.update_map(result)
-        return window
+        for view in result.views:
+            if view.frame.depth is not None:
+                self.update_map(view)
+        return result
 
+    def add(self, frame: Frame) -> WindowResult | None:
+        """Accept and process in one call (offline use); None for a frame that is no keyframe."""
+        return self.process(frame) if self.accept(frame) else None
+
+    def reset(self) -> None:
+        """Start over on both sides (only while no worker runs, e.g. after deactivation)."""
+        self._start_over()
+        self.window.reset(self._epoch)
+
+    # -------------------------------------------------------------------------------- the map
     def map_label(self, result: ViewResult) -> np.ndarray | None:
         """Return the ids that label the map (``map_label``, else the first label output)."""
-        names = [self.config.map_label] if self.config.map_label else list(result.ops)
+        names = [self.settings.map_label] if self.settings.map_label else list(result.ops)
         for name in names:
             value = result.ops.get(name)
             if value is not None and value.ndim == 2:
@@ -262,21 +230,16 @@ class Pipeline:
             self.map.clear()
         return removed
 
-    def add(self, frame: Frame) -> WindowResult | None:
-        """Accept and process in one call (offline use); None for a frame that is no keyframe."""
-        return self.process(frame) if self.accept(frame) else None
 
-    def set_prompt(self, point_world: np.ndarray | None) -> None:
-        """Select the object at a world point in every view (None clears the prompt)."""
-        if point_world is not None:
-            point_world = np.asarray(point_world, dtype=np.float64).reshape(3)
-            if not np.all(np.isfinite(point_world)):
-                raise FrameError('bad_prompt', 'prompt point has NaN/inf coordinates')
-        self.engine.prompt = point_world
-
-    def reset(self) -> None:
-        """Empty the window and forget keyframe history (e.g. after deactivation)."""
-        self.window.clear()
-        self.selector.reset()
-        self._last_stamp.clear()
-        self.engine.lifting.reset()
+def check_map_settings(settings: Settings, engine: Engine) -> None:
+    """Refuse map settings that cannot mean anything with this model and these operators."""
+    channels = engine.model.feature_dim
+    if settings.map_features > channels:
+        raise SettingsError(f'map_features {settings.map_features} is more than the model has '
+                            f'feature channels ({channels})')
+    if settings.map_label:
+        kinds = {op.name: op.kind for op in engine.lifting.operators}
+        kind = kinds.get(settings.map_label.split(':')[-1])
+        if kind not in (None, 'labels'):
+            raise SettingsError(f'map_label {settings.map_label!r} names a {kind} operator; '
+                                'the map is labelled by ids (a label operator)')

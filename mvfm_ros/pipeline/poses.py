@@ -11,7 +11,16 @@ from mvfm_ros.pipeline.frame import FrameError
 
 
 class PoseLookupError(FrameError):
-    """No pose for a stamp: ``pose_extrapolation`` (outside the data) or ``pose_gap``."""
+    """No pose for a stamp: ``pose_extrapolation`` (outside the data) or ``pose_gap``.
+
+    ``ahead`` is True when the stamp is newer than every pose held (a pose that covers it may
+    still arrive).
+    """
+
+    def __init__(self, kind: str, message: str, ahead: bool = False) -> None:
+        """Record whether the stamp lies ahead of the data."""
+        super().__init__(kind, message)
+        self.ahead = ahead
 
 
 class PoseBuffer:
@@ -65,7 +74,7 @@ class PoseBuffer:
                 or the poses around it are more than ``max_gap`` apart (``gap``).
         """
         if not self.stamps:
-            raise PoseLookupError('pose_extrapolation', 'no poses received yet')
+            raise PoseLookupError('pose_extrapolation', 'no poses received yet', ahead=True)
         i = bisect.bisect_left(self.stamps, stamp_ns)
         if i < len(self.stamps) and self.stamps[i] == stamp_ns:
             return self.poses[i].copy()
@@ -74,7 +83,8 @@ class PoseBuffer:
             raise PoseLookupError(
                 'pose_extrapolation',
                 f'stamp {stamp_ns / 1e9:.3f} s is outside the poses received ({first:.3f} .. '
-                f'{last:.3f} s); poses are interpolated, never extrapolated')
+                f'{last:.3f} s); poses are interpolated, never extrapolated',
+                ahead=i == len(self.stamps))
         t0, t1 = self.stamps[i - 1], self.stamps[i]
         if t1 - t0 > self.max_gap_ns:
             raise PoseLookupError(

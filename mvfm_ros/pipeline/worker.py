@@ -24,7 +24,7 @@ class AsyncPipeline:
     """A worker thread that processes keyframes from a bounded queue.
 
     Args:
-        pipeline: the pipeline (its ``config.queue_size`` bounds the queue).
+        pipeline: the pipeline (its ``settings.queue_size`` bounds the queue).
         on_results: called in the worker thread with each processed window.
         on_error: called in the worker thread when processing a window raises.
     """
@@ -59,7 +59,7 @@ class AsyncPipeline:
         if not self.pipeline.accept(frame):
             return False
         with self._cond:
-            if len(self._queue) >= self.pipeline.config.queue_size:
+            if len(self._queue) >= self.pipeline.settings.queue_size:
                 self._queue.popleft()
                 self.pipeline.stats.count('frames_dropped')
             self._queue.append(frame)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from mvfm_ros.ros.params import all_parameters
+from mvfm_ros.pipeline.settings import Settings, coerce
+
+SIGNAL_CHECK_S = 0.2  # longest time a signal waits for the executor to let Python run
 
 USAGE = """usage: perception_node [--help] [--ros-args ...]
 
@@ -34,9 +36,9 @@ Parameters (-p name:=value; defaults also in config/perception.yaml):"""
 
 def help_text() -> str:
     """Return the usage and the parameter table."""
-    rows = []
-    for name, (default, text) in all_parameters().items():
-        rows.append(f'  {name:<20} {default!r:<16} {text}')
+    defaults = Settings.defaults()
+    rows = [f'  {name:<22} {defaults[name]!r:<16} {spec.help}'
+            for name, spec in Settings.specs().items()]
     return USAGE + '\n' + '\n'.join(rows)
 
 
@@ -91,14 +93,20 @@ def main(args: list[str] | None = None) -> int:
               "'pkg.mod:fn']\").", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    node = PerceptionNode()
+    try:
+        node = PerceptionNode()
+        autostart = coerce('autostart', node.launch['autostart'])
+    except Exception as err:  # a parameter rclpy or the settings refuse: say which, no traceback
+        print(f'perception_node: {err}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     if transport_note:
         node.get_logger().info(transport_note)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0
     try:
-        if node.get_parameter('autostart').value:
+        if autostart:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error('autostart: configure failed (reason above); exiting')
                 return 1
@@ -108,7 +116,11 @@ def main(args: list[str] | None = None) -> int:
                 'unconfigured, waiting for a lifecycle manager: start it with '
                 f'`ros2 lifecycle set {node.get_fully_qualified_name()} configure` then '
                 '`activate`, or run with -p autostart:=true (the launch file does)')
-        executor.spin()
+        # Spin in slices: Python runs signal handlers only between them, so Ctrl-C and SIGTERM
+        # end the node at once in every lifecycle state (an unconfigured node has no timer
+        # that would otherwise wake the executor).
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SIGNAL_CHECK_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -9,30 +9,9 @@ from typing import Any
 
 import yaml
 
+from mvfm_ros.data.matches import DataConfig
+
 STAGES = ('adapters', 'pretrain')
-
-
-@dataclass
-class DataConfig:
-    """Where training samples come from."""
-
-    source: str = 'procedural'  # procedural | 7scenes | scannet | tum
-    path: str | None = None
-    num_views: int = 4
-    height: int = 224
-    width: int = 224
-    seed: int = 0
-    stride: int = 2  # frame stride of windows in RGB-D sequences
-    min_overlap: float = 0.25
-    supersample: int = 2  # procedural: anti-aliasing samples per pixel side
-    pool: int = 0  # procedural: cycle through this many scenes, kept in memory (0: endless)
-    # Robot streams (procedural): each item is max_views + 1 consecutive views of one motion
-    # (motions cycle per item: forward, turn, orbit, creep, hover, stereo); each step trains on
-    # windows of min_views..max_views views of it, two overlapping windows for the cross-window
-    # term. Empty: fixed windows of num_views, as the paper trains.
-    motions: list[str] = field(default_factory=list)
-    min_views: int = 2
-    max_views: int = 7
 
 
 @dataclass

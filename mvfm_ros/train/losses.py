@@ -8,22 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mvfm_ros.geometry.sampling import grid_unit_coords, sample_features, to_pixels, to_unit
-
-__all__ = ['correspondence_loss', 'feature_regularizer', 'grid_unit_coords', 'match_logits',
-           'sample_features', 'to_pixels', 'to_unit']
-
-
-def match_logits(features_a: torch.Tensor, features_b: torch.Tensor, unit_a: torch.Tensor,
-                 temperature: float = 1.0) -> torch.Tensor:
-    """Cosine similarity of features sampled in A against every patch of B, / temperature.
-
-    Returns:
-        ``(N, h * w)`` logits over B's patches.
-    """
-    query = F.normalize(sample_features(features_a, unit_a).float(), dim=-1)
-    keys = F.normalize(features_b.flatten(1).float(), dim=0)
-    return query @ keys / temperature
+from mvfm_ros.geometry.matching import soft_argmax
 
 
 def correspondence_loss(features_a: torch.Tensor, features_b: torch.Tensor,
@@ -38,9 +23,7 @@ def correspondence_loss(features_a: torch.Tensor, features_b: torch.Tensor,
         unit_b: ``(N, 2)`` their ground-truth locations in B.
         temperature: softmax temperature (0.02 in the paper).
     """
-    probs = match_logits(features_a, features_b, unit_a, temperature).softmax(dim=-1)
-    grid = grid_unit_coords(*features_b.shape[1:], device=features_b.device)
-    expected = probs @ grid
+    expected = soft_argmax(features_a, features_b, unit_a, temperature)
     return F.l1_loss(expected, unit_b.float())
 
 

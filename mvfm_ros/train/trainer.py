@@ -17,17 +17,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from mvfm_ros.data.matches import MatchDataset
+from mvfm_ros.geometry.sampling import to_unit
 from mvfm_ros.models.factory import build_model, load_model
 from mvfm_ros.models.heads.normals import normal_loss
 from mvfm_ros.models.mvfm import MultiViewModel
 from mvfm_ros.train.config import TrainConfig
-from mvfm_ros.train.dataset import MatchDataset
-from mvfm_ros.train.losses import (
-    correspondence_loss,
-    cross_window_loss,
-    feature_regularizer,
-    to_unit,
-)
+from mvfm_ros.train.losses import correspondence_loss, cross_window_loss, feature_regularizer
 from mvfm_ros.train.pretrain import augmented_pairs
 
 LOG = logging.getLogger('mvfm_ros.train')

@@ -1,13 +1,40 @@
-"""Training samples with a fixed number of correspondences, from any data source."""
+"""Multi-view samples with a fixed number of correspondences, from any data source.
+
+Training (:mod:`mvfm_ros.train`) and evaluation (:mod:`mvfm_ros.eval`) read their windows here.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 
 from mvfm_ros.data.correspondence import sample_correspondences
 from mvfm_ros.data.procedural import SceneConfig, SceneGenerator
 from mvfm_ros.data.sample import MultiViewSample
-from mvfm_ros.train.config import DataConfig
+
+
+@dataclass
+class DataConfig:
+    """Where training samples come from."""
+
+    source: str = 'procedural'  # procedural | 7scenes | scannet | tum
+    path: str | None = None
+    num_views: int = 4
+    height: int = 224
+    width: int = 224
+    seed: int = 0
+    stride: int = 2  # frame stride of windows in RGB-D sequences
+    min_overlap: float = 0.25
+    supersample: int = 2  # procedural: anti-aliasing samples per pixel side
+    pool: int = 0  # procedural: cycle through this many scenes, kept in memory (0: endless)
+    # Robot streams (procedural): each item is max_views + 1 consecutive views of one motion
+    # (motions cycle per item: forward, turn, orbit, creep, hover, stereo); each step trains on
+    # windows of min_views..max_views views of it, two overlapping windows for the cross-window
+    # term. Empty: fixed windows of num_views, as the paper trains.
+    motions: list[str] = field(default_factory=list)
+    min_views: int = 2
+    max_views: int = 7
 
 
 class MatchDataset(torch.utils.data.Dataset):

@@ -3,7 +3,8 @@
 tf2 (tf2_ros / the tf2 C++ buffer) is not installable without a ROS install, and the bag
 processor must run on any machine with ``pip``; so this small tree does what tf2's buffer does for
 offline lookups: per edge a time series of transforms, interpolated (slerp + lerp) at the query
-stamp, composed along the path between two frames, never extrapolated.
+stamp, composed along the path between two frames, never extrapolated. The tests check it
+against tf2's ``BufferCore`` where tf2 is built.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ import numpy as np
 
 from mvfm_ros.geometry.interpolation import invert_pose
 from mvfm_ros.pipeline.poses import PoseBuffer, PoseLookupError
+
+
+class FrameUnknown(LookupError):
+    """A frame that no transform has named (yet)."""
+
+
+class NotConnected(LookupError):
+    """Both frames are known but no chain of transforms joins them (yet)."""
 
 
 class TransformTree:
@@ -59,8 +68,8 @@ class TransformTree:
                     previous[other] = frame
                     queue.append(other)
         if target not in previous:
-            raise LookupError(f"no transform path from '{source}' to '{target}' (frames in "
-                              f'the bag: {", ".join(self.frames) or "none"})')
+            raise NotConnected(f"no transform path from '{source}' to '{target}' (frames "
+                               f'known: {", ".join(self.frames) or "none"})')
         path = [target]  # target ... source: T_target_source = T_target_x1 @ ... @ T_xn_source
         while path[-1] != source:
             path.append(previous[path[-1]])
@@ -75,14 +84,16 @@ class TransformTree:
         """Pose of ``source`` in ``target`` at the stamp, ``(4, 4)`` (tf2's lookup_transform).
 
         Raises:
-            LookupError: a frame is unknown or not connected.
-            mvfm_ros.pipeline.poses.PoseLookupError: the stamp is outside an edge's data.
+            FrameUnknown: a frame is unknown.
+            NotConnected: the frames are not connected.
+            mvfm_ros.pipeline.poses.PoseLookupError: the stamp is outside an edge's data
+                (``ahead`` when it is newer than the edge's latest transform).
         """
         target, source = target.lstrip('/'), source.lstrip('/')
         for frame in (target, source):
             if frame not in self.neighbours:
-                raise LookupError(f"frame '{frame}' is not in the bag's TF tree (frames: "
-                                  f'{", ".join(self.frames) or "none"})')
+                raise FrameUnknown(f"frame '{frame}' is not in the TF tree (frames known: "
+                                   f'{", ".join(self.frames) or "none"})')
         path = self._path(target, source)
         out = np.eye(4)
         for a, b in zip(path[:-1], path[1:]):
@@ -94,4 +105,4 @@ class TransformTree:
         return out
 
 
-__all__ = ['PoseLookupError', 'TransformTree']
+__all__ = ['FrameUnknown', 'NotConnected', 'PoseLookupError', 'TransformTree']

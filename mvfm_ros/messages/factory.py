@@ -3,7 +3,8 @@
 :class:`MessageFactory` fills the fields of std_msgs/Header, sensor_msgs/Image, CameraInfo,
 geometry_msgs/Pose and the package's FeatureWindow from arrays, given the message classes of one
 library by type name. The two libraries differ only in how they take a ``uint8[]`` payload
-(rclpy: bytes, fast; rosbags: a numpy array). The demo bag writer uses the same factory.
+(rclpy: bytes, fast; rosbags: a numpy array). The demo bag writer uses the same factory; the
+node's rclpy classes are given to it by :func:`mvfm_ros.ros.publishing.rclpy_factory`.
 """
 
 from __future__ import annotations
@@ -15,27 +16,28 @@ from typing import Any
 import numpy as np
 
 from mvfm_ros.geometry.interpolation import matrix_to_quat
-from mvfm_ros.pipeline.frame import Frame, ViewResult, WindowResult
+from mvfm_ros.messages.conversions import (
+    image_fields,
+    ns_to_stamp,
+    scaled_camera_info_fields,
+)
+from mvfm_ros.pipeline.frame import Frame, WindowResult
 from mvfm_ros.pipeline.outputs import (
     CAMERA_INFO,
     POINT_CLOUD,
     WINDOW,
     WINDOW_OUTPUT,
     Output,
+    Wanted,
     image_encoding,
-    view_messages,
 )
+from mvfm_ros.pipeline.render import view_arrays
 from mvfm_ros.resources import data_places
-from mvfm_ros.ros.conversions import (
-    image_fields,
-    ns_to_stamp,
-    scaled_camera_info_fields,
-)
 
 # Message definitions of the package's interfaces (msg/), for libraries that register types
 # from text (rosbags) and for bags that embed them.
 MSG_FILES = {'mvfm_ros/msg/FeatureView': 'FeatureView.msg',
-                 'mvfm_ros/msg/FeatureWindow': 'FeatureWindow.msg'}
+             'mvfm_ros/msg/FeatureWindow': 'FeatureWindow.msg'}
 
 
 # numpy type (without byte order) -> sensor_msgs/PointField datatype constant.
@@ -104,16 +106,6 @@ class MessageFactory:
             point_step=cloud.dtype.itemsize, row_step=cloud.dtype.itemsize * len(cloud),
             data=data.tobytes() if self.payload_as_bytes else data, is_dense=True)
 
-    def view_outputs(self, result: ViewResult) -> Iterator[tuple[Output, str, Any]]:
-        """Every per-view output of one result: ``(output, topic, message)``, source header."""
-        header = self.frame_header(result.frame)
-        for output, topic, value in view_messages(result):
-            if output.msgtype == CAMERA_INFO:
-                h, w = result.features.shape[:2]
-                yield output, topic, self.camera_info(header, value, h, w)
-            else:
-                yield output, topic, self.image(header, value)
-
     def window(self, window: WindowResult, identity: dict[str, str], world_frame: str) -> Any:
         """mvfm_ros/FeatureWindow of a processed window (see msg/FeatureWindow.msg)."""
         views = []
@@ -129,28 +121,25 @@ class MessageFactory:
             header=self.header(new.stamp_ns, world_frame), window_id=window.window_id,
             new_view=window.new_view, views=views, **identity)
 
-    def outputs(self, window: WindowResult, identity: dict[str, str],
-                world_frame: str) -> Iterator[tuple[Output, str, str, Any]]:
-        """Every output message of a window: ``(output, topic, camera, message)``."""
-        for result in window.views:
-            for output, topic, msg in self.view_outputs(result):
-                yield output, topic, result.frame.camera, msg
-        yield WINDOW_OUTPUT, WINDOW_OUTPUT.topic, '', self.window(window, identity, world_frame)
+    def outputs(self, window: WindowResult, identity: dict[str, str], world_frame: str,
+                wanted: Wanted | None = None) -> Iterator[tuple[Output, str, str, Any]]:
+        """Every wanted output message of a window: ``(output, topic, camera, message)``.
 
-
-def rclpy_factory() -> MessageFactory:
-    """Return a factory over the rclpy message classes (needs the built interfaces)."""
-    from builtin_interfaces.msg import Time
-    from geometry_msgs.msg import Point, Pose, Quaternion
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
-    from std_msgs.msg import Header
-
-    from mvfm_ros.msg import FeatureView, FeatureWindow
-
-    classes = (Time, Header, Point, Pose, Quaternion, CameraInfo, Image, RegionOfInterest,
-               PointCloud2, PointField, FeatureView, FeatureWindow)
-    types = {f'{c.__module__.split(".")[0]}/msg/{c.__name__}': c for c in classes}
-    return MessageFactory(types, payload_as_bytes=True)
+        Per-view messages carry their source image's header; the arrays behind them are made
+        only for wanted topics (:func:`mvfm_ros.pipeline.render.view_arrays`).
+        """
+        wanted = wanted or Wanted.everything()
+        for result, output, topic, value in view_arrays(window, wanted):
+            header = self.frame_header(result.frame)
+            if output.msgtype == CAMERA_INFO:
+                h, w = result.features.shape[:2]
+                msg = self.camera_info(header, value, h, w)
+            else:
+                msg = self.image(header, value)
+            yield output, topic, result.frame.camera, msg
+        if WINDOW_OUTPUT.topic in wanted:
+            yield (WINDOW_OUTPUT, WINDOW_OUTPUT.topic, '',
+                   self.window(window, identity, world_frame))
 
 
 def rosbags_typestore() -> Any:

@@ -1,18 +1,14 @@
-"""``make demo`` / ``mvfm-demo``: the real node, fed the demo bag over ROS 2, outputs collected.
+"""The demo's player: the node as a separate process, fed a bag over ROS 2, outputs collected.
 
-Starts ``perception_node`` (a separate process, autostarted, with the shipped demo model), plays
-the demo bag's camera, camera_info and pose topics to it at the recorded rate, collects every
-output topic like a downstream planner would, and writes ``demo_output/``: one contact sheet per
-processed window (input | feature PCA | normals | segmentation, every view), a picture of
-correspondences found with base versus multi-view features (scored with the bag's depth), and
-``summary.json`` with frame counts and latency percentiles.
+:class:`Session` starts ``perception_node`` with its inputs wired to the played topics, and a
+local rclpy node that publishes like a camera driver and subscribes to every output like a
+downstream planner; :func:`play` publishes a bag's camera, camera_info, depth and pose topics at
+the recorded rate. ``mvfm-demo`` and the soak benchmark drive the node with it.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
-import json
 import signal
 import subprocess
 import sys
@@ -21,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mvfm_ros.messages.conversions import image_to_rgb, pose_to_matrix, stamp_to_ns
 from mvfm_ros.pipeline.outputs import output_topics
+from mvfm_ros.pipeline.settings import ros_arguments
 from mvfm_ros.resources import data_places
-from mvfm_ros.ros.conversions import image_to_rgb, pose_to_matrix, stamp_to_ns
 
 
 def find_demo_bag() -> Path:
@@ -41,11 +38,12 @@ PLAYED = {'/camera/image': 'sensor_msgs/msg/Image',
           '/pose': 'geometry_msgs/msg/PoseStamped'}
 # Operators the demo lifts (the built-ins: per-view superpixels and the normal head's normals).
 OPERATORS = ['superpixels', 'normals']
-# The node's inputs wired to the played topics, started active (the README's command line).
+# The node's inputs wired to the played topics, started active (the README's command line);
+# the settings are written as ROS arguments from the settings table.
 WIRING = ['-r', 'image:=/camera/image', '-r', 'camera_info:=/camera/camera_info',
-          '-r', 'depth:=/camera/depth', '-p', 'use_depth:=true', '-p', 'map_period:=0.5',
-          '-p', f"operators:=[{','.join(OPERATORS)}]",
-          '-p', 'autostart:=true', '-p', 'pose_source:=topic', '-p', 'pose_topic:=/pose']
+          '-r', 'depth:=/camera/depth', *ros_arguments({
+              'use_depth': True, 'map_period': 0.5, 'operators': OPERATORS, 'autostart': True,
+              'pose_source': 'topic', 'pose_topic': '/pose'})]
 
 
 class Session:
@@ -64,7 +62,7 @@ class Session:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
 
-        from mvfm_ros.ros.messages import rclpy_factory
+        from mvfm_ros.ros.publishing import rclpy_factory
 
         self.rclpy = rclpy
         rclpy.init()
@@ -184,70 +182,3 @@ def play(session: Session, bag: Path, rate: float) -> tuple[dict[int, np.ndarray
                 session.poses[key] = pose_to_matrix(msg.pose)
             pubs[conn.topic].publish(msg)
     return depth, images
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the command-line interface (also checked against the README)."""
-    parser = argparse.ArgumentParser(prog='mvfm-demo', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--bag', type=Path, help='bag folder to play (default: the demo bag, '
-                        'from this checkout or the installed share/mvfm_ros/demo/bag)')
-    parser.add_argument('--output', type=Path, default=Path('demo_output'),
-                        help='folder for pictures, summary.json and the node log')
-    parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
-    parser.add_argument('--timeout', type=float, default=300.0,
-                        help='seconds to wait for the node to finish after playback')
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
-    args = build_parser().parse_args(argv)
-    try:
-        args.bag = args.bag or find_demo_bag()
-    except FileNotFoundError as err:
-        print(f'mvfm-demo: {err}', file=sys.stderr)
-        return 2
-    if not args.bag.exists():
-        print(f'mvfm-demo: bag {args.bag} not found', file=sys.stderr)
-        return 2
-    args.output.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    node_args = ['-p', 'input_depth:=50', '-p', 'output_depth:=50',
-                 '-p', 'diagnostics_period:=0.25']
-    session = Session(node_args, args.output / 'node.log')
-    try:
-        depth, images = play(session, args.bag, args.rate)
-        print(f'played {images} images; waiting for the node to finish ...', flush=True)
-
-        def finished() -> bool:
-            d = session.diagnostics
-            if not d or int(d.get('frames_received', 0)) < images or d.get('queue') != '0':
-                return False
-            done = int(d.get('windows_processed', 0))
-            # Normals come only from models with a normal head; the map comes by period.
-            return all(len(session.outputs[t]) >= done for t, o in session.topics.items()
-                       if o.per_view or o.scope == 'window') and bool(session.outputs['map'])
-
-        if not session.wait(finished, args.timeout):
-            print('mvfm-demo: the node did not finish in time; writing what arrived',
-                  file=sys.stderr)
-        diagnostics = dict(session.diagnostics)
-    finally:
-        code = session.close()
-    from mvfm_ros.demo.report import write_report
-
-    summary = write_report(session, depth, diagnostics, args.output, images,
-                           time.monotonic() - started, code)
-    print(json.dumps({k: summary[k] for k in ('images_played', 'keyframes', 'windows',
-                                               'latency_s', 'matches_within_8px')}, indent=1))
-    print(f'\ndemo output: {args.output.resolve()}/\n  window_*.png  contact sheets '
-          f'(input | feature PCA | normals | segmentation | lifted superpixels)\n'
-          f'  correspondences.png  base vs multi-view matches\n  map_top.png, map_oblique.png  '
-          f"the node's voxel map\n  summary.json  counts, latency, lifting and map\n"
-          f"  node.log  the node's log")
-    return 0 if summary['windows'] > 0 and code == 0 else 1
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

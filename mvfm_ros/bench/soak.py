@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mvfm_ros.pipeline.pipeline import POSE_FAILURES
+from mvfm_ros.pipeline.stats import POSE_FAILURES
 
 SIZE = (480, 640)
 WARMUP_S = 60.0
@@ -36,7 +36,7 @@ def _frames(bag: Path) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
     from rosbags.highlevel import AnyReader
 
     from mvfm_ros.geometry.camera import scale_intrinsics
-    from mvfm_ros.ros.conversions import camera_info_matrix, image_to_rgb, pose_to_matrix
+    from mvfm_ros.messages.conversions import camera_info_matrix, image_to_rgb, pose_to_matrix
 
     images, poses, k = [], [], None
     with AnyReader([bag]) as reader:
@@ -60,8 +60,8 @@ def _frames(bag: Path) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
 def run_soak(minutes: float, rate: float, output: Path, bag: Path,
              interval: float = 10.0) -> dict[str, Any]:
     """Run the soak; return the rows and the summary."""
-    from mvfm_ros.ros.demo import PLAYED, Session
-    from mvfm_ros.ros.messages import rclpy_factory
+    from mvfm_ros.demo.player import PLAYED, Session
+    from mvfm_ros.ros.publishing import rclpy_factory
 
     images, k, poses = _frames(bag)
     output.mkdir(parents=True, exist_ok=True)
