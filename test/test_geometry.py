@@ -187,3 +187,40 @@ def test_closed_form_intrinsics_inverse_and_cross_product(generator) -> None:
     a = torch.randn(5, 3, generator=generator, dtype=torch.float64)
     b = torch.randn(5, 3, generator=generator, dtype=torch.float64)
     assert torch.allclose(cross(a, b), torch.linalg.cross(a, b), atol=1e-12)
+
+
+def test_pixels_unproject_to_the_points_that_project_to_them(generator) -> None:
+    from mvfm_ros.geometry.projection import unproject_pixels
+
+    pose = random_rig(1, generator)[0, 0]
+    k = torch.tensor([[40.0, 0.0, 15.5], [0.0, 42.0, 11.5], [0.0, 0.0, 1.0]],
+                     dtype=torch.float64)
+    pixels = torch.rand(50, 2, generator=generator, dtype=torch.float64) * 30
+    depth = 1 + torch.rand(50, generator=generator, dtype=torch.float64)
+    points = unproject_pixels(pixels, depth, k, pose)
+    back, z = project_points(points, k, pose)
+    assert torch.allclose(back, pixels, atol=1e-9) and torch.allclose(z, depth, atol=1e-12)
+
+
+def test_corresponding_pixels_satisfy_the_epipolar_constraint(generator) -> None:
+    from mvfm_ros.geometry.epipolar import fundamental_matrix, relative_pose, skew
+
+    t = torch.randn(3, generator=generator, dtype=torch.float64)
+    u = torch.randn(3, generator=generator, dtype=torch.float64)
+    assert torch.allclose(skew(t) @ u, torch.linalg.cross(t, u), atol=1e-12)
+    assert torch.allclose(skew(t).T, -skew(t))
+    poses = random_rig(2, generator)[0]
+    k_a = torch.tensor([[40.0, 0.0, 15.5], [0.0, 40.0, 11.5], [0.0, 0.0, 1.0]],
+                       dtype=torch.float64)
+    k_b = torch.tensor([[55.0, 0.0, 20.0], [0.0, 50.0, 14.0], [0.0, 0.0, 1.0]],
+                       dtype=torch.float64)
+    points = torch.randn(40, 3, generator=generator, dtype=torch.float64) * 0.3
+    pa, _ = project_points(points, k_a, poses[0])
+    pb, _ = project_points(points, k_b, poses[1])
+    f = fundamental_matrix(k_a, k_b, relative_pose(poses[0], poses[1]))
+    ha = torch.cat((pa, torch.ones(40, 1, dtype=torch.float64)), 1)
+    hb = torch.cat((pb, torch.ones(40, 1, dtype=torch.float64)), 1)
+    residual = (hb * (ha @ f.T)).sum(1).abs() / (ha @ f.T)[:, :2].norm(dim=1)
+    assert residual.max() < 1e-9  # pixels from the distance to the epipolar line
+    wrong = (hb.roll(1, 0) * (ha @ f.T)).sum(1).abs() / (ha @ f.T)[:, :2].norm(dim=1)
+    assert wrong.median() > 0.5  # a shuffled pairing does not fit

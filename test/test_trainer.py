@@ -11,7 +11,8 @@ import yaml
 from mvfm_ros import load_model
 from mvfm_ros.train.cli import main as train_main
 from mvfm_ros.train.config import TrainConfig
-from mvfm_ros.train.trainer import MODEL_FILE, STATE_FILE, Trainer
+from mvfm_ros.train.state import MODEL_FILE, STATE_FILE
+from mvfm_ros.train.trainer import Trainer
 
 
 def tiny_config(output: Path, **overrides) -> TrainConfig:
@@ -112,7 +113,7 @@ def test_a_killed_run_leaves_a_marked_checkpoint_and_resumes_with_a_clean_log(
     import json
 
     from mvfm_ros.models.checkpoint import read_checkpoint
-    from mvfm_ros.train.trainer import LATEST_FILE
+    from mvfm_ros.train.state import LATEST_FILE
 
     class Killed(Exception):
         pass

@@ -35,6 +35,9 @@ class DataConfig:
     motions: list[str] = field(default_factory=list)
     min_views: int = 2
     max_views: int = 7
+    # Folder of the pool items and their frozen trunk tokens, made once (needs pool): a
+    # training step then runs the adapters alone (mvfm_ros.train.token_cache). Empty: none.
+    cache: str = ''
 
 
 class MatchDataset(torch.utils.data.Dataset):
@@ -50,6 +53,7 @@ class MatchDataset(torch.utils.data.Dataset):
         """Open the data source."""
         self.config = config
         self.matches = matches
+        self.cache = None  # a TokenCache serving the pool items (the trainer sets it)
         size = (config.height, config.width)
         if config.source == 'procedural':
             self.generator = SceneGenerator(
@@ -84,7 +88,8 @@ class MatchDataset(torch.utils.data.Dataset):
         """Views per item: ``max_views + 1`` for robot streams, else ``num_views``."""
         return self.config.max_views + 1 if self.config.motions else self.config.num_views
 
-    def _generate(self, index: int) -> MultiViewSample:
+    def generate(self, index: int) -> MultiViewSample:
+        """Generate the procedural sample of item ``index`` (no pool, no cache)."""
         motions = self.config.motions
         if not motions:
             return self.generator.sample(index, self.config.num_views)
@@ -95,12 +100,14 @@ class MatchDataset(torch.utils.data.Dataset):
 
     def load(self, index: int) -> MultiViewSample:
         """Return the multi-view sample behind item ``index``."""
+        if self.cache is not None:
+            return self.cache.load(index % self.config.pool)[0]
         if self.sequence is None:
             if not self.config.pool:
-                return self._generate(index)
+                return self.generate(index)
             index %= self.config.pool
             if index not in self._pool:
-                self._pool[index] = self._generate(index)
+                self._pool[index] = self.generate(index)
             return self._pool[index]
         window = self.windows[index % len(self.windows)]
         return self.sequence.load(window, (self.config.height, self.config.width))
@@ -110,8 +117,15 @@ class MatchDataset(torch.utils.data.Dataset):
         return self.item(index)
 
     def item(self, index: int, views: list[int] | None = None) -> dict[str, torch.Tensor]:
-        """Return item ``index`` restricted to ``views`` (default all), matches among them."""
+        """Return item ``index`` restricted to ``views`` (default all), matches among them.
+
+        With a token cache the item also holds the views' frozen trunk ``tokens``.
+        """
         sample = self.load(index)
+        tokens = None
+        if self.cache is not None:
+            tokens = self.cache.load(index % self.config.pool)[1]
+            tokens = tokens if views is None else tokens[torch.as_tensor(views)]
         if views is not None:
             sample = sample.select(views)
         rng = torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
@@ -128,4 +142,6 @@ class MatchDataset(torch.utils.data.Dataset):
                'cam_to_world': sample.cam_to_world, 'matches': padded, 'valid': valid}
         if sample.normals is not None:
             out['normals'] = sample.normals
+        if tokens is not None:
+            out['tokens'] = tokens
         return out

@@ -48,3 +48,22 @@ def unproject_depth(depth: torch.Tensor, intrinsics: torch.Tensor,
     cam = (k_inv @ homog[..., None]).squeeze(-1) * depth[..., None]
     rot = cam_to_world[..., None, None, :3, :3]
     return (rot @ cam[..., None]).squeeze(-1) + cam_to_world[..., None, None, :3, 3]
+
+
+def unproject_pixels(pixels: torch.Tensor, depth: torch.Tensor, intrinsics: torch.Tensor,
+                     cam_to_world: torch.Tensor) -> torch.Tensor:
+    """Back-project pixels with their depth (z along the optical axis) to world points.
+
+    Args:
+        pixels: ``(N, 2)`` (u, v) pixel coordinates (pixel centres at integers).
+        depth: ``(N,)`` metres.
+        intrinsics: ``(3, 3)`` pinhole K (no skew).
+        cam_to_world: ``(4, 4)`` pose.
+
+    Returns:
+        ``(N, 3)`` world points.
+    """
+    x = (pixels[:, 0] - intrinsics[0, 2]) / intrinsics[0, 0] * depth
+    y = (pixels[:, 1] - intrinsics[1, 2]) / intrinsics[1, 1] * depth
+    cam = torch.stack((x, y, depth), 1)
+    return cam @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]

@@ -13,7 +13,7 @@ import torch
 
 from mvfm_ros.data.correspondence import corresponding_pixels
 from mvfm_ros.geometry.camera import invert_intrinsics
-from mvfm_ros.geometry.pose import invert_rigid
+from mvfm_ros.geometry.epipolar import fundamental_matrix, relative_pose
 from mvfm_ros.lift.view import LiftView
 
 MIN_SIMILARITY = 0.5  # cosine of mutual nearest patches accepted as the same surface
@@ -21,16 +21,10 @@ GATE_PATCHES = 1.5  # epipolar distance allowed, in patches
 BASELINE_EPS = 1e-6  # metres under which two cameras share a centre (rotation only)
 
 
-def _skew(t: torch.Tensor) -> torch.Tensor:
-    zero = t.new_zeros(())
-    return torch.stack((torch.stack((zero, -t[2], t[1])), torch.stack((t[2], zero, -t[0])),
-                        torch.stack((-t[1], t[0], zero))))
-
-
 def geometric_gate(a: LiftView, b: LiftView, pix_a: torch.Tensor, pix_b: torch.Tensor,
                    tolerance_px: float) -> torch.Tensor:
     """Whether pixel pairs ``(N, 2)`` fit the two cameras (epipolar or rotation homography)."""
-    rel = invert_rigid(b.cam_to_world.double()) @ a.cam_to_world.double()  # a -> b
+    rel = relative_pose(a.cam_to_world.double(), b.cam_to_world.double())  # a -> b
     rot, t = rel[:3, :3], rel[:3, 3]
     k_a_inv = invert_intrinsics(a.intrinsics.double())
     ones = torch.ones_like(pix_a[:, :1])
@@ -40,7 +34,7 @@ def geometric_gate(a: LiftView, b: LiftView, pix_a: torch.Tensor, pix_b: torch.T
         mapped = ha @ (b.intrinsics.double() @ rot @ k_a_inv).T
         dist = (mapped[:, :2] / mapped[:, 2:].clamp_min(1e-12) - hb[:, :2]).norm(dim=1)
         return (dist <= tolerance_px) & (mapped[:, 2] > 0)
-    fundamental = invert_intrinsics(b.intrinsics.double()).T @ _skew(t) @ rot @ k_a_inv
+    fundamental = fundamental_matrix(a.intrinsics.double(), b.intrinsics.double(), rel)
     lines = ha @ fundamental.T  # epipolar lines in b
     dist = (hb * lines).sum(1).abs() / lines[:, :2].norm(dim=1).clamp_min(1e-12)
     return dist <= tolerance_px

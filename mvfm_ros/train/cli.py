@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # after parsing: --help answers without loading PyTorch
 
     from mvfm_ros.train.config import TrainConfig
-    from mvfm_ros.train.trainer import MODEL_FILE, Trainer
+    from mvfm_ros.train.state import MODEL_FILE
+    from mvfm_ros.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     config = TrainConfig.from_yaml(args.config, steps=args.steps, output=args.output)

@@ -1,8 +1,11 @@
-"""The adapter trainer: the paper's losses, AdamW, bf16 autocast, DDP, exact resume."""
+"""The adapter trainer: AdamW, bf16 autocast, DDP, deterministic batches, exact resume.
+
+The losses are :mod:`mvfm_ros.train.objectives`, the run's files :mod:`mvfm_ros.train.state`,
+training from cached frozen-trunk tokens :mod:`mvfm_ros.train.token_cache`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -13,24 +16,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from mvfm_ros.data.matches import MatchDataset
-from mvfm_ros.geometry.sampling import to_unit
+from mvfm_ros.models.device import resolve_precision
 from mvfm_ros.models.factory import build_model, load_model
-from mvfm_ros.models.heads.normals import normal_loss
 from mvfm_ros.models.mvfm import MultiViewModel
 from mvfm_ros.train.config import TrainConfig
-from mvfm_ros.train.losses import correspondence_loss, cross_window_loss, feature_regularizer
-from mvfm_ros.train.pretrain import augmented_pairs
+from mvfm_ros.train.objectives import Objectives
+from mvfm_ros.train.state import (
+    STATE_FILE,
+    load_state,
+    save_model,
+    save_state,
+    truncate_log,
+)
 
 LOG = logging.getLogger('mvfm_ros.train')
-STATE_FILE = 'train_state.safetensors'
-MODEL_FILE = 'model.safetensors'  # written once, when the run finishes (metadata final=True)
-LATEST_FILE = 'latest.safetensors'  # the model at the last checkpoint of an unfinished run
-BACKBONE_FILE = 'backbone.safetensors'
 
 
 def seed_everything(seed: int) -> None:
@@ -38,33 +40,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def matching_loss(features: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor,
-                  image_size: tuple[int, int], temperature: float) -> torch.Tensor:
-    """Mean soft-argmax loss over a batch.
-
-    Args:
-        features: ``(B, V, C, h, w)``.
-        matches: ``(B, N, 6)`` rows (view_a, u_a, v_a, view_b, u_b, v_b) in pixels.
-        valid: ``(B, N)`` which rows are real.
-        image_size: (H, W) of the images the pixels refer to.
-        temperature: softmax temperature.
-    """
-    height, width = image_size
-    losses, weights = [], []
-    for b in range(features.shape[0]):
-        rows = matches[b][valid[b]]
-        for a_view, b_view in rows[:, [0, 3]].long().unique(dim=0).tolist():
-            sel = rows[(rows[:, 0] == a_view) & (rows[:, 3] == b_view)]
-            loss = correspondence_loss(features[b, a_view], features[b, b_view],
-                                       to_unit(sel[:, 1:3], height, width),
-                                       to_unit(sel[:, 4:6], height, width), temperature)
-            losses.append(loss * sel.shape[0])
-            weights.append(sel.shape[0])
-    if not losses:
-        return features.sum() * 0.0
-    return torch.stack(losses).sum() / sum(weights)
 
 
 class Trainer:
@@ -110,13 +85,19 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(list(self.named_params.values()), lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.dataset = MatchDataset(config.data, config.matches_per_sample)
+        if config.data.cache:
+            from mvfm_ros.train.token_cache import TokenCache
+
+            cache = TokenCache(config.data.cache, self.dataset, self.model)
+            if self.rank == 0:
+                cache.build()
+            if self.world > 1:
+                torch.distributed.barrier()
+            self.dataset.cache = cache
         self.step = 0
-        precision = config.precision
-        if precision == 'auto':
-            precision = 'bf16' if cuda else 'fp32'
-        if precision not in ('bf16', 'fp32'):
-            raise ValueError(f'precision must be auto, bf16 or fp32, not {config.precision!r}')
-        self.autocast_dtype = torch.bfloat16 if precision == 'bf16' else None
+        self.precision = resolve_precision(config.precision, self.device, ('bf16', 'fp32'))
+        self.objectives = Objectives(self.model, self.module, config, self.device,
+                                     self.precision, self.rank, self.world)
 
     @staticmethod
     def _initial_model(config: TrainConfig) -> MultiViewModel:
@@ -174,97 +155,9 @@ class Trainer:
                                           device=self.device)
         return out
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
     def losses(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, torch.Tensor]:
         """Loss terms and their weighted total (``step`` seeds the pretraining crops)."""
-        if self.pretraining:
-            return self._pretrain_losses(batch, step)
-        if 'windows' in batch:
-            return self._window_pair_losses(batch)
-        with self._autocast():
-            feats = self.module(batch['images'], batch['intrinsics'], batch['cam_to_world'])
-            base = self.model.base_features(batch['images'])
-        size = tuple(batch['images'].shape[-2:])
-        corr = matching_loss(feats.float(), batch['matches'], batch['valid'], size,
-                             self.config.temperature)
-        return self._with_reg_and_normals(corr, feats, base, batch.get('normals'), size)
-
-    def _with_reg_and_normals(self, corr: torch.Tensor, feats: torch.Tensor,
-                              base: torch.Tensor, normals: torch.Tensor | None,
-                              size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        reg = feature_regularizer(feats, base)
-        parts = {'loss': corr + self.config.reg_weight * reg, 'corr': corr, 'reg': reg}
-        if self.model.normal_head is not None and normals is not None:
-            # The probe reads the features without changing them (detach), as a probe should.
-            predicted = self.model.normals(feats.detach().float(), size)
-            parts['normal'] = normal_loss(predicted, normals)
-            parts['loss'] = parts['loss'] + self.config.normal_weight * parts['normal']
-        return parts
-
-    def _window_pair_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Losses of two overlapping windows per item (robot streams).
-
-        Correspondences are scored across the pair (a view of window A against a view of
-        window B where possible, so most matches compare features from different windows);
-        the cross-window term asks the views both windows share to keep their features.
-        """
-        win_a, win_b = batch['windows'].tolist()
-        views = len(win_a)
-
-        def take(key: str, window: list[int]) -> torch.Tensor:
-            return batch[key][:, window]
-
-        stacked = {k: torch.cat((take(k, win_a), take(k, win_b))) for k in
-                   ('images', 'intrinsics', 'cam_to_world')}
-        with self._autocast():
-            feats = self.module(stacked['images'], stacked['intrinsics'],
-                                stacked['cam_to_world'])
-            base = self.model.base_features(stacked['images'])
-        b = batch['images'].shape[0]
-        feats_a, feats_b = feats[:b], feats[b:]
-        # Union view -> position among [window A views, window B views] (B offset by V).
-        units = batch['images'].shape[1]
-        in_a = torch.full((units,), -1, dtype=torch.long, device=feats.device)
-        in_b = in_a.clone()
-        in_a[win_a] = torch.arange(views, device=feats.device)
-        in_b[win_b] = torch.arange(views, device=feats.device) + views
-        rows = batch['matches'].clone()
-        va, vb = rows[..., 0].long(), rows[..., 3].long()
-        rows[..., 0] = torch.where(in_a[va] >= 0, in_a[va], in_b[va]).float()
-        rows[..., 3] = torch.where(in_b[vb] >= 0, in_b[vb], in_a[vb]).float()
-        size = tuple(batch['images'].shape[-2:])
-        corr = matching_loss(torch.cat((feats_a, feats_b), 1).float(), rows, batch['valid'],
-                             size, self.config.temperature)
-        normals = (torch.cat((take('normals', win_a), take('normals', win_b)))
-                   if 'normals' in batch else None)
-        parts = self._with_reg_and_normals(corr, feats, base, normals, size)
-        shared = [v for v in win_a if v in win_b]
-        if shared and self.config.cross_window_weight:
-            pos_a = [win_a.index(v) for v in shared]
-            pos_b = [win_b.index(v) for v in shared]
-            parts['cross'] = cross_window_loss(feats_a[:, pos_a], feats_b[:, pos_b])
-            parts['loss'] = parts['loss'] + self.config.cross_window_weight * parts['cross']
-        return parts
-
-    def _pretrain_losses(self, batch: dict[str, torch.Tensor], step: int,
-                         ) -> dict[str, torch.Tensor]:
-        generator = torch.Generator().manual_seed(
-            (self.config.seed * 1_000_003 + step) * self.world + self.rank)
-        images = batch['images'].flatten(0, 1)
-        crops, unit_a, unit_b, valid = augmented_pairs(
-            images, self.config.matches_per_sample, generator)
-        with self._autocast():
-            feats = self.module(crops).float()
-        n = images.shape[0]
-        losses = [correspondence_loss(feats[i], feats[n + i], unit_a[i][valid[i]],
-                                      unit_b[i][valid[i]], self.config.temperature)
-                  for i in range(n) if valid[i].any()]
-        corr = torch.stack(losses).mean() if losses else feats.sum() * 0.0
-        return {'loss': corr, 'corr': corr}
+        return self.objectives(batch, step)
 
     def learning_rate(self, step: int) -> float:
         """Learning rate at ``step``: a function of the step alone, so resume is exact."""
@@ -289,66 +182,6 @@ class Trainer:
         self.step += 1
         return {k: float(v.detach()) for k, v in parts.items()}
 
-    # ------------------------------------------------------------------------- checkpoints
-    def save_state(self, path: str | Path) -> None:
-        """Write weights, optimiser state, RNG and step (safetensors, atomic)."""
-        path = Path(path)
-        tensors = {f'model/{k}': v.detach().cpu().contiguous()
-                   for k, v in self.named_params.items()}
-        optim = self.optimizer.state_dict()
-        for index, state in optim['state'].items():
-            for key, value in state.items():
-                tensors[f'optim/{index}/{key}'] = torch.as_tensor(value).cpu().contiguous()
-        tensors['rng/torch'] = torch.get_rng_state()
-        metadata = {'step': str(self.step), 'config': json.dumps(self.config.to_dict()),
-                    'param_groups': json.dumps(optim['param_groups'])}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + '.tmp')
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-
-    def load_state(self, path: str | Path) -> None:
-        """Resume from :meth:`save_state`'s file."""
-        with safe_open(str(path), framework='pt') as handle:
-            metadata = handle.metadata()
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-        model = {k[len('model/'):]: v for k, v in tensors.items() if k.startswith('model/')}
-        missing = set(self.named_params) - set(model)
-        if missing:
-            raise ValueError(f"'{path}' does not fit this model: missing {sorted(missing)[:5]}")
-        with torch.no_grad():
-            for name, param in self.named_params.items():
-                param.copy_(model[name])
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith('optim/'):
-                _, index, name = key.split('/', 2)
-                state.setdefault(int(index), {})[name] = value.to(self.device)
-        self.optimizer.load_state_dict({'state': state,
-                                        'param_groups': json.loads(metadata['param_groups'])})
-        torch.set_rng_state(tensors['rng/torch'])
-        self.step = int(metadata['step'])
-
-    def save_outputs(self, out: Path, steps: int) -> None:
-        """Write the train state and the model (and, when pretraining, the bare backbone).
-
-        Before the last step the model goes to ``latest.safetensors`` (marked not final); at
-        the last step to ``model.safetensors`` (marked final) and ``latest`` is removed, so a
-        killed run never leaves a ``model.safetensors`` that looks finished.
-        """
-        self.save_state(out / STATE_FILE)
-        include = True if self.pretraining else self.config.save_backbone
-        final = self.step >= steps
-        self.model.save(out / (MODEL_FILE if final else LATEST_FILE), include_backbone=include,
-                        training={'step': self.step, 'steps': steps, 'final': final})
-        if final:
-            (out / LATEST_FILE).unlink(missing_ok=True)
-        if self.pretraining:
-            tmp = out / (BACKBONE_FILE + '.tmp')
-            save_file({k: v.detach().cpu().contiguous()
-                       for k, v in self.model.backbone_state_dict().items()}, str(tmp))
-            os.replace(tmp, out / BACKBONE_FILE)
-
     # ----------------------------------------------------------------------------------- fit
     def fit(self, steps: int | None = None, resume: bool = False) -> list[dict[str, float]]:
         """Train until ``steps`` (default: config.steps); log JSON lines; checkpoint."""
@@ -356,12 +189,13 @@ class Trainer:
         out = Path(self.config.output)
         out.mkdir(parents=True, exist_ok=True)
         if resume and (out / STATE_FILE).is_file():
-            self.load_state(out / STATE_FILE)
+            self.step = load_state(out / STATE_FILE, self.named_params, self.optimizer,
+                                   self.device)
             LOG.info('resumed from %s at step %d', out / STATE_FILE, self.step)
         history = []
         main = self.rank == 0
         if main:
-            _truncate_log(out / 'log.jsonl', self.step)  # steps after the state are redone
+            truncate_log(out / 'log.jsonl', self.step)  # steps after the state are redone
         bar = tqdm(total=steps, initial=self.step, disable=not main, desc='train')
         saved = time.monotonic()
         with open(out / 'log.jsonl', 'a') as log:
@@ -378,18 +212,12 @@ class Trainer:
                 due = (self.step % self.config.checkpoint_every == 0 or self.step == steps
                        or time.monotonic() - saved >= 60 * self.config.checkpoint_minutes)
                 if main and due:
-                    self.save_outputs(out, steps)
+                    save_state(out / STATE_FILE, self.named_params, self.optimizer, self.step,
+                               self.config.to_dict())
+                    save_model(self.model, out, self.step, steps, True if self.pretraining
+                               else self.config.save_backbone, self.pretraining)
                     saved = time.monotonic()
         bar.close()
         return history
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Keep the log lines up to ``step`` (a resumed run redoes the steps after it)."""
-    if not path.is_file():
-        return
-    lines = [line for line in path.read_text().splitlines()
-             if line.strip() and json.loads(line).get('step', 0) <= step]
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(''.join(line + '\n' for line in lines))
-    os.replace(tmp, path)
