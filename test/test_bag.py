@@ -28,7 +28,7 @@ def rotation_z(angle: float) -> np.ndarray:
 
 
 def test_transform_tree_composes_interpolates_and_refuses_extrapolation() -> None:
-    tree = TransformTree(max_gap=1.0)
+    tree = TransformTree()
     tree.add('map', 'odom', 0, np.eye(4), static=True)
     tree.add('odom', 'base', 0, pose_matrix([0, 0, 0], matrix_to_quat(rotation_z(0))))
     tree.add('odom', 'base', 1_000_000_000, pose_matrix([1, 0, 0],

@@ -11,7 +11,7 @@ venv=$(cd "${1:?usage: build_interfaces.sh VENV [BUILD_DIR]}" && pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${2:-$root/build/interfaces}
 rm -rf "$build" && mkdir -p "$build/src" "$build/cmake"
-cp -r "$root/CMakeLists.txt" "$root/package.xml" "$root/msg" "$build/src/"
+cp -r "$root/CMakeLists.txt" "$root/package.xml" "$root/msg" "$root/cmake" "$build/src/"
 export AMENT_PREFIX_PATH="$venv" CMAKE_PREFIX_PATH="$venv" PATH="$venv/bin:$PATH"
 cmake -S "$build/src" -B "$build/cmake" -DMVFM_INTERFACES_ONLY=ON \
   -DCMAKE_INSTALL_PREFIX="$venv" -DPYTHON_INSTALL_DIR=lib/mvfm_ros_interfaces \

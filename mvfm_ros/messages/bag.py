@@ -153,7 +153,7 @@ class _BagLoop:
                 raise BagError('pose_source tf, but the bag has no /tf or /tf_static; use '
                                '--pose-source topic --pose-topic TOPIC')
             self.inputs += tf
-            self.tree = TransformTree(max_gap=self.settings.max_pose_gap)
+            self.tree = TransformTree()
         self.input_ids = {c.id for c in self.inputs}
         self.wanted = Wanted.everything if options.outputs is None else (
             lambda: Wanted(frozenset(options.outputs)))

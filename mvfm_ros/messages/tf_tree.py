@@ -9,6 +9,7 @@ against tf2's ``BufferCore`` where tf2 is built.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -26,15 +27,15 @@ class NotConnected(LookupError):
 
 
 class TransformTree:
-    """Transforms between frames over time.
+    """Transforms between frames over time, looked up as tf2's buffer does.
 
-    Args:
-        max_gap: seconds between two transforms of an edge allowed for interpolation.
+    As in tf2, two consecutive transforms of an edge are interpolated however far apart they
+    are (``max_pose_gap`` is for pose topics), a stamp outside an edge's data is never
+    extrapolated, and a static transform holds at every stamp.
     """
 
-    def __init__(self, max_gap: float = 0.5) -> None:
+    def __init__(self) -> None:
         """Start empty."""
-        self.max_gap = max_gap
         self.dynamic: dict[tuple[str, str], PoseBuffer] = {}
         self.static: dict[tuple[str, str], np.ndarray] = {}
         self.neighbours: dict[str, set[str]] = {}
@@ -51,7 +52,7 @@ class TransformTree:
         if static:
             self.static[(parent, child)] = transform
         else:
-            self.dynamic.setdefault((parent, child), PoseBuffer(self.max_gap, max_age=0)).add(
+            self.dynamic.setdefault((parent, child), PoseBuffer(math.inf, max_age=0)).add(
                 stamp_ns, transform)
         self.neighbours.setdefault(parent, set()).add(child)
         self.neighbours.setdefault(child, set()).add(parent)

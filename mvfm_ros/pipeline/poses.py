@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 
 import numpy as np
 
@@ -27,13 +28,14 @@ class PoseBuffer:
     """Time-sorted ``(4, 4)`` poses of one frame in another, interpolated at query stamps.
 
     Args:
-        max_gap: seconds; a stamp between two poses further apart than this has no pose.
+        max_gap: seconds; a stamp between two poses further apart than this has no pose
+            (``math.inf``: any gap, as tf2 interpolates).
         max_age: seconds of history kept (0: everything, for offline use).
     """
 
     def __init__(self, max_gap: float = 0.5, max_age: float = 30.0) -> None:
         """Start empty."""
-        self.max_gap_ns = int(max_gap * 1e9)
+        self.max_gap_ns = max_gap * 1e9 if math.isinf(max_gap) else int(max_gap * 1e9)
         self.max_age_ns = int(max_age * 1e9)
         self.stamps: list[int] = []
         self.poses: list[np.ndarray] = []

@@ -115,7 +115,8 @@ def main(args: list[str] | None = None) -> int:
             node.get_logger().info(
                 'unconfigured, waiting for a lifecycle manager: start it with '
                 f'`ros2 lifecycle set {node.get_fully_qualified_name()} configure` then '
-                '`activate`, or run with -p autostart:=true (the launch file does)')
+                '`activate`, or run with -p autostart:=true (`ros2 launch mvfm_ros '
+                'perception.launch.py` drives it through configure and activate itself)')
         # Spin in slices: Python runs signal handlers only between them, so Ctrl-C and SIGTERM
         # end the node at once in every lifecycle state (an unconfigured node has no timer
         # that would otherwise wake the executor).
