@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXTERNAL = {'cd', 'rosdep', 'pip', 'colcon', 'rviz2', 'git', 'hf', 'source'}
 RUNNABLE = ('mvfm-eval', 'mvfm-bag', 'mvfm-bench', 'mvfm-export')
+LIFECYCLE = ('configure', 'activate', 'deactivate', 'cleanup', 'shutdown')
 
 
 def commands(readme: Path) -> list[str]:
@@ -95,6 +96,19 @@ def static_check(readme: Path = ROOT / 'README.md') -> list[str]:
             package, _, kind = words[4].split('/')
             assert f"'~/{words[3].rsplit('/', 1)[1]}'" in node, f'{cmd}: no such service'
             assert f'from {package}.srv import {kind}' in node, f'{cmd}: not its type'
+        elif head == 'ros2' and words[1] == 'lifecycle':
+            assert words[2] == 'set' and words[3] == '/mvfm_perception', cmd
+            assert words[4] in LIFECYCLE, f'{cmd}: no transition {words[4]!r}'
+        elif head == 'ros2' and words[1] == 'param':
+            from mvfm_ros.pipeline.settings import WHEN_LAUNCH, Settings, coerce
+
+            assert words[2] == 'set' and words[3] == '/mvfm_perception', cmd
+            spec = Settings.specs().get(words[4])
+            assert spec is not None, f'{cmd}: no parameter {words[4]!r}'
+            assert spec.when != WHEN_LAUNCH, f'{cmd}: {words[4]} is fixed at launch'
+            import yaml
+
+            coerce(words[4], yaml.safe_load(words[5]))
         elif head == 'torchrun':
             module = words[words.index('-m') + 1]
             importlib.import_module(module).build_parser().parse_args(

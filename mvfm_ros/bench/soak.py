@@ -65,7 +65,7 @@ def run_soak(minutes: float, rate: float, output: Path, bag: Path,
 
     images, k, poses = _frames(bag)
     output.mkdir(parents=True, exist_ok=True)
-    session = Session(['-p', 'diagnostics_period:=1.0'], output / 'node.log',
+    session = Session({'diagnostics_period': 1.0}, output / 'node.log',
                       keep_outputs=False)
     build = rclpy_factory()
     classes = session.classes

@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    node_args = ['-p', 'input_depth:=50', '-p', 'output_depth:=50',
-                 '-p', 'diagnostics_period:=0.25']
-    session = Session(node_args, args.output / 'node.log')
+    session = Session({'input_depth': 50, 'output_depth': 50, 'diagnostics_period': 0.25},
+                      args.output / 'node.log')
+    print('node: ' + ' '.join(session.command), flush=True)
     try:
         depth, images = play(session, args.bag, args.rate)
         print(f'played {images} images; waiting for the node to finish ...', flush=True)

@@ -9,6 +9,9 @@ the recorded rate. ``mvfm-demo`` and the soak benchmark drive the node with it.
 from __future__ import annotations
 
 import collections
+import importlib.util
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +22,7 @@ import numpy as np
 
 from mvfm_ros.messages.conversions import image_to_rgb, pose_to_matrix, stamp_to_ns
 from mvfm_ros.pipeline.outputs import output_topics
-from mvfm_ros.pipeline.settings import ros_arguments
+from mvfm_ros.pipeline.settings import node_yaml, ros_arguments
 from mvfm_ros.resources import data_places
 
 
@@ -38,22 +41,59 @@ PLAYED = {'/camera/image': 'sensor_msgs/msg/Image',
           '/pose': 'geometry_msgs/msg/PoseStamped'}
 # Operators the demo lifts (the built-ins: per-view superpixels and the normal head's normals).
 OPERATORS = ['superpixels', 'normals']
-# The node's inputs wired to the played topics, started active (the README's command line);
-# the settings are written as ROS arguments from the settings table.
-WIRING = ['-r', 'image:=/camera/image', '-r', 'camera_info:=/camera/camera_info',
-          '-r', 'depth:=/camera/depth', *ros_arguments({
-              'use_depth': True, 'map_period': 0.5, 'operators': OPERATORS, 'autostart': True,
-              'pose_source': 'topic', 'pose_topic': '/pose'})]
+# The node's inputs remapped to the played topics, and the demo's settings.
+REMAPS = {'image': '/camera/image', 'camera_info': '/camera/camera_info',
+          'depth': '/camera/depth', 'pose': '/pose'}
+SETTINGS = {'use_depth': True, 'map_period': 0.5, 'operators': OPERATORS,
+            'pose_source': 'topic'}
+
+
+def launch_available() -> bool:
+    """Whether ``ros2 launch mvfm_ros perception.launch.py`` can run here.
+
+    It needs the ros2 command line with launch_ros (a ROS 2 install, or ``make ros-tools``)
+    and the package in an ament prefix (colcon, or ``make interfaces`` in a checkout).
+    """
+    ros2 = shutil.which('ros2', path=f'{Path(sys.executable).parent}{os.pathsep}'
+                                     f"{os.environ.get('PATH', '')}")
+    prefixes = [sys.prefix, *os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep)]
+    installed = any((Path(p) / 'share' / 'mvfm_ros' / 'launch' / 'perception.launch.py')
+                    .is_file() for p in prefixes if p)
+    return bool(ros2) and installed and importlib.util.find_spec('launch_ros') is not None
+
+
+def node_command(settings: dict, folder: Path) -> tuple[list[str], dict[str, str]]:
+    """Return the command and environment that start the node as users do.
+
+    ``ros2 launch mvfm_ros perception.launch.py`` with a parameter file where the launch tools
+    are present (it drives the node through configure and activate); else the console script
+    ``perception_node`` with ``-p autostart:=true``.
+    """
+    env = dict(os.environ)
+    if launch_available():
+        config = folder / 'node_params.yaml'
+        config.write_text(node_yaml(settings))
+        env['AMENT_PREFIX_PATH'] = os.pathsep.join(
+            p for p in (sys.prefix, env.get('AMENT_PREFIX_PATH', '')) if p)
+        env['PATH'] = f'{Path(sys.executable).parent}{os.pathsep}{env.get("PATH", "")}'
+        return (['ros2', 'launch', 'mvfm_ros', 'perception.launch.py', f'config:={config}',
+                 *(f'{("pose_topic" if k == "pose" else k)}:={v}' for k, v in REMAPS.items())],
+                env)
+    exe = Path(sys.executable).with_name('perception_node')
+    remaps = [arg for name, topic in REMAPS.items() for arg in ('-r', f'{name}:={topic}')]
+    return ([str(exe), '--ros-args', *remaps, *ros_arguments({**settings, 'autostart': True})],
+            env)
 
 
 class Session:
     """The node process, a player/collector node, and what was seen."""
 
-    def __init__(self, node_args: list[str], log_path: Path, keep_outputs: bool = True) -> None:
+    def __init__(self, settings: dict, log_path: Path, keep_outputs: bool = True) -> None:
         """Start the node process and the local rclpy node.
 
-        ``node_args`` are ROS arguments added to :data:`WIRING` (which feeds the node the
-        played topics). With ``keep_outputs`` False (long runs) outputs are only counted.
+        ``settings`` are added to :data:`SETTINGS`; the node's inputs are remapped to the
+        played topics (:func:`node_command`). With ``keep_outputs`` False (long runs) outputs
+        are only counted.
         """
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -74,11 +114,11 @@ class Session:
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {topic: self.node.create_publisher(self.classes[kind], topic, qos)
                      for topic, kind in PLAYED.items()}
-        exe = Path(sys.executable).with_name('perception_node')
         self.log = open(log_path, 'w')
-        self.process = subprocess.Popen([str(exe), '--ros-args', *WIRING, *node_args],
-                                        stdout=self.log,
-                                        stderr=subprocess.STDOUT, text=True)
+        command, env = node_command({**SETTINGS, **settings}, log_path.parent)
+        self.command = command
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                        text=True, env=env)
         # Every output of the node's table, keyed by the stamp of the (new) keyframe.
         self.topics = output_topics(OPERATORS)
         self.outputs: dict[str, dict[int, object]] = {topic: {} for topic in self.topics}

@@ -290,3 +290,12 @@ def ros_arguments(values: dict[str, Any]) -> list[str]:
         text = text[:-4].strip() if text.endswith('\n...') else text.removesuffix('...').strip()
         out += ['-p', f'{name}:={text}']
     return out
+
+
+def node_yaml(values: dict[str, Any], node: str = 'mvfm_perception') -> str:
+    """Return a parameter file (``ros2 launch ... config:=``) setting ``values``."""
+    import yaml
+
+    for name, value in values.items():
+        coerce(name, value)
+    return yaml.safe_dump({node: {'ros__parameters': dict(values)}}, sort_keys=False)
