@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from ros_helpers import (  # isort: skip
-    STEP_NS, SIZE, ConsoleLog, Player, frame_messages, make_node, start, stamp,
-    wait_for)
+    STEP_NS, SIZE, ConsoleLog, Player, frame_messages, make_node, start, wait_for)
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -307,41 +306,6 @@ def test_configure_fails_clearly_when_cuda_is_requested_but_absent(ros_context) 
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     finally:
         node.destroy_node()
-
-
-def test_tf_pose_source_against_real_tf2_ros(ros_context, sequence) -> None:
-    """Poses from TF: world <- optical frame at the image stamp (needs a ROS install)."""
-    pytest.importorskip('tf2_ros', reason='tf2_ros is not installable from PyPI; this test '
-                        'runs where ROS 2 is installed')
-    from geometry_msgs.msg import TransformStamped
-    from tf2_msgs.msg import TFMessage
-
-    sample, images = sequence
-    harness = start(make_node(pose_source='tf'))
-    feats = harness.subscribe(Image, '/mvfm/features')
-    try:
-        tf_pub = harness.publisher(TFMessage, '/tf')
-        player = Player(harness)
-        for i in range(3):
-            ns = (60 + i) * STEP_NS
-            for offset in (-STEP_NS // 2, STEP_NS // 2):
-                t = TransformStamped()
-                stamp(t, ns + offset)
-                t.header.frame_id, t.child_frame_id = 'map', 'camera_optical'
-                pose = sample.cam_to_world[i].double().numpy()
-                from mvfm_ros.geometry.interpolation import matrix_to_quat
-
-                q = matrix_to_quat(pose[:3, :3])
-                t.transform.translation.x, t.transform.translation.y, \
-                    t.transform.translation.z = (float(v) for v in pose[:3, 3])
-                (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
-                 t.transform.rotation.w) = (float(v) for v in q)
-                tf_pub.publish(TFMessage(transforms=[t]))
-            player.send(images[i], sample.intrinsics[i].numpy(),
-                        sample.cam_to_world[i].double().numpy(), ns, pose_msg=False)
-        assert wait_for(lambda: len(feats) >= 2, 30)
-    finally:
-        harness.close()
 
 
 def test_console_script_as_the_readme_runs_it(ros_context, sequence) -> None:

@@ -6,7 +6,11 @@ import math
 
 import torch
 
-from mvfm_ros.geometry.matching import hard_argmax
+from mvfm_ros.geometry.matching import hard_argmax, location_errors
+
+__all__ = ['ANGLE_BINS_DEG', 'NORMAL_THRESHOLDS_DEG', 'RECALL_THRESHOLDS_PX', 'angle_bin',
+           'hard_matches', 'location_errors', 'normal_metrics', 'pixel_errors', 'recall_at',
+           'rotation_angle_deg', 'segmentation_consistency']
 from mvfm_ros.geometry.sampling import to_pixels
 
 RECALL_THRESHOLDS_PX = (5, 10, 20)
@@ -15,15 +19,6 @@ NORMAL_THRESHOLDS_DEG = (11.25, 22.5, 30.0)
 
 
 hard_matches = hard_argmax  # the paper's "Loc. Err." matches with the hard argmax
-
-
-def location_errors(predicted_unit: torch.Tensor, target_unit: torch.Tensor) -> torch.Tensor:
-    """Per-match L1 error in unit coordinates, averaged over x and y (``F.l1_loss`` convention).
-
-    Returns:
-        ``(N,)`` errors; their mean is the paper's "Loc. Err.".
-    """
-    return (predicted_unit - target_unit).abs().mean(dim=-1)
 
 
 def pixel_errors(predicted_unit: torch.Tensor, target_unit: torch.Tensor, height: int,

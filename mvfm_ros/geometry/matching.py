@@ -43,3 +43,12 @@ def hard_argmax(features_a: torch.Tensor, features_b: torch.Tensor,
     """Return the best-matching patch centre ``(N, 2)`` of B for each query of A."""
     best = match_logits(features_a, features_b, unit_a).argmax(dim=-1)
     return grid_unit_coords(*features_b.shape[1:], device=features_b.device)[best]
+
+
+def location_errors(predicted_unit: torch.Tensor, target_unit: torch.Tensor) -> torch.Tensor:
+    """Per-match L1 error in unit coordinates, averaged over x and y (``F.l1_loss`` convention).
+
+    Returns:
+        ``(N,)`` errors; their mean is the paper's "Loc. Err.".
+    """
+    return (predicted_unit - target_unit).abs().mean(dim=-1)

@@ -14,7 +14,9 @@ a torch module.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -27,6 +29,8 @@ BUILTIN = {'superpixels': 'mvfm_ros.lift.builtin_ops:superpixels',
            'normals': 'mvfm_ros.lift.builtin_ops:ModelNormals'}
 KINDS = ('labels', 'float', 'normals')
 MAX_CHANNELS = 64
+MAX_LABELS = 4096  # distinct ids per image: labels are regions, not one id per pixel
+BUDGET_S = 5.0  # seconds an operator may take for one keyframe
 
 
 class OperatorError(ValueError):
@@ -35,28 +39,50 @@ class OperatorError(ValueError):
 
 @dataclass
 class Operator:
-    """A loaded operator.
+    """A loaded operator, run so that nothing it does can harm the node.
+
+    It gets its own copy of the image (writing into it changes nothing for others), runs on
+    its own thread under a time budget (over budget: the keyframe is served without it and
+    the operator is not called again until it returns), and whatever it raises, ``SystemExit``
+    and ``KeyboardInterrupt`` included, or returns that is unusable (wrong shape or dtype,
+    non-finite values, ids beyond int64, more than :data:`MAX_LABELS` distinct ids) is an
+    :class:`OperatorError`.
 
     Attributes:
         name: topic-safe name (``mvfm/ops/<name>``).
         fn: the callable, image -> array.
         kind: ``labels``, ``float`` or ``normals``; None until the first output shows it.
+        budget_s: seconds one call may take.
     """
 
     name: str
     fn: Callable[[np.ndarray], Any]
     kind: str | None = None
+    budget_s: float = BUDGET_S
+    _running: Future | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Run on an ``(H, W, 3)`` uint8 image; raise :class:`OperatorError` on a bad output."""
+        if self._running is not None and not self._running.done():
+            raise OperatorError(f'operator {self.name!r} is still busy with an earlier keyframe '
+                                f'(over its {self.budget_s:g} s budget); skipped')
+        self._running = _start(self.fn, np.array(image, copy=True))
         try:
-            out = self.fn(image)
-        except Exception as err:  # a user's operator can raise anything: report, do not crash
-            raise OperatorError(f'operator {self.name!r} raised {err!r}') from err
+            out = self._running.result(timeout=self.budget_s)
+        except TimeoutError as err:
+            raise OperatorError(f'operator {self.name!r} took more than its budget of '
+                                f'{self.budget_s:g} s; the keyframe is served without it') \
+                from err
+        except BaseException as err:  # a user's operator can raise anything: report, go on
+            raise OperatorError(f'operator {self.name!r} raised {err!r}') from None
+        return self._check(out, image.shape[:2])
+
+    def _check(self, out: Any, size: tuple[int, int]) -> np.ndarray:
+        """Return the output as the node uses it, or raise :class:`OperatorError`."""
         if hasattr(out, 'detach'):  # a torch tensor
             out = out.detach().cpu().numpy()
         out = np.asarray(out)
-        height, width = image.shape[:2]
+        height, width = size
         if out.shape[:2] != (height, width) or out.ndim not in (2, 3) or (
                 out.ndim == 3 and not 1 <= out.shape[2] <= MAX_CHANNELS):
             raise OperatorError(f'operator {self.name!r} returned shape {out.shape}; expected '
@@ -67,6 +93,14 @@ class Operator:
             if not np.issubdtype(out.dtype, np.integer) or out.ndim != 2:
                 raise OperatorError(f'operator {self.name!r} is a label operator but returned '
                                     f'{out.dtype} of shape {out.shape}; expected (H, W) integers')
+            if out.dtype == np.uint64 and out.size and out.max() > np.iinfo(np.int64).max:
+                raise OperatorError(f'operator {self.name!r} returned ids up to {out.max()}, '
+                                    'beyond int64; use ids below 2**63')
+            labels = np.unique(out)
+            if len(labels) > MAX_LABELS:
+                raise OperatorError(f'operator {self.name!r} returned {len(labels)} distinct ids '
+                                    f'in one image (at most {MAX_LABELS}): label regions, not '
+                                    'pixels')
             self.kind = kind
             return out.astype(np.int64)
         if not np.issubdtype(out.dtype, np.floating) or not np.all(np.isfinite(out)):
@@ -77,6 +111,25 @@ class Operator:
                                 f'shape {out.shape}; expected (H, W, 3)')
         self.kind = kind
         return (out if out.ndim == 3 else out[..., None]).astype(np.float32)
+
+
+def _start(fn: Callable[[np.ndarray], Any], image: np.ndarray) -> Future:
+    """Call ``fn(image)`` on a thread of its own; the future holds its result or exception.
+
+    Hand-written rather than a ThreadPoolExecutor: its worker threads are joined at
+    interpreter exit, so an operator stuck forever would keep the node from ending.
+    """
+    future: Future = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(image))
+        except BaseException as err:  # SystemExit, KeyboardInterrupt too: the caller reports
+            future.set_exception(err)
+
+    threading.Thread(target=run, name='mvfm-operator', daemon=True).start()
+    return future
 
 
 def _resolve(spec: str) -> tuple[str, Any]:

@@ -23,6 +23,7 @@ import numpy as np
 from mvfm_ros.messages.conversions import (
     ConversionError,
     camera_info_matrix,
+    check_depth,
     check_not_future,
     depth_to_metres,
     image_to_rgb,
@@ -233,7 +234,9 @@ class FrameAssembler:
                             'depth', False)
                 return True, frame
             try:
-                frame.depth = depth_to_metres(found, frame.image.shape[:2])
+                depth = depth_to_metres(found, frame.image.shape[:2])
+                check_depth(depth, found, item.frame_id, self.settings.depth_frame_id)
+                frame.depth = depth
             except FrameError as err:
                 self.report(err.kind, f'camera {frame.camera}: {err}; frame served without '
                             'depth', False)

@@ -114,6 +114,40 @@ def depth_to_metres(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
     return depth
 
 
+PLAUSIBLE_DEPTH_M = (0.1, 50.0)  # a camera's median depth outside this is a unit error
+
+
+def check_depth(depth: np.ndarray, msg: Any, image_frame: str, depth_frame: str = '') -> None:
+    """Refuse depth that is not registered to its image, empty, or in the wrong unit.
+
+    Args:
+        depth: the converted depth (:func:`depth_to_metres`).
+        msg: the depth message (its frame_id and encoding).
+        image_frame: the image's frame_id.
+        depth_frame: a frame_id declared equivalent (``depth_frame_id``; empty: none).
+
+    Raises:
+        ConversionError: ``depth_not_registered``, ``depth_empty`` or ``depth_implausible``.
+    """
+    frame = str(msg.header.frame_id).strip('/')
+    if frame != str(image_frame).strip('/') and (not depth_frame or frame != depth_frame.strip(
+            '/')):
+        raise ConversionError('depth_not_registered', f"depth is in frame '{frame}', its image "
+                              f"in '{image_frame}': depth must be registered to the image (or "
+                              'set depth_frame_id to its frame)')
+    valid = depth[depth > 0]
+    if not valid.size:
+        raise ConversionError('depth_empty', 'depth image has no valid measurement (all zero '
+                              'or NaN)')
+    median = float(np.median(valid))
+    low, high = PLAUSIBLE_DEPTH_M
+    if not low <= median <= high:
+        unit = 'metres' if str(msg.encoding).lower() == '32fc1' else 'millimetres'
+        raise ConversionError('depth_implausible', f'depth median {median:.4g} m is outside '
+                              f'{low:g}-{high:g} m: is this {msg.encoding} image really in '
+                              f'{unit}?')
+
+
 def image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
     """Fields of a sensor_msgs/Image holding ``array`` (uint8 or float32, little-endian).
 

@@ -83,18 +83,22 @@ class Engine:
             settings.checkpoint, settings.weights, settings.backbone)
         size = (settings.input_height, settings.input_width) if settings.input_height else None
         engine = cls(model, device, settings.precision, size, settings.num_segments, checkpoint)
-        engine.set_operators(settings.operators)
+        engine.set_operators(settings.operators, settings.operator_budget)
         return engine, description
 
-    def set_operators(self, specs: list[str]) -> None:
+    def set_operators(self, specs: list[str], budget_s: float | None = None) -> None:
         """Load the operators named by ``specs`` (built-ins, entry points, ``module:function``).
 
         Whether ``module:function`` may be named is the settings' decision
-        (``allow_module_operators``), made before this is called.
+        (``allow_module_operators``), made before this is called. ``budget_s``: seconds each
+        may take per keyframe (default :data:`mvfm_ros.lift.operators.BUDGET_S`).
         """
         from mvfm_ros.lift.operators import load_operators
 
-        self.lifting = Lifting(load_operators(specs, self))
+        operators = load_operators(specs, self)
+        for op in operators:
+            op.budget_s = budget_s or op.budget_s
+        self.lifting = Lifting(operators)
 
     # ---------------------------------------------------------------------------------- device
     def release(self) -> None:

@@ -35,13 +35,22 @@ PROBLEMS: dict[str, str] = {
     'parameter_refused': 'run-time parameter change refused (out of range or invalid)',
     'lifecycle_refused': 'lifecycle transition requested that is invalid in the current state',
     'frames_dropped': 'keyframe dropped from a full queue (inference slower than input)',
+    'input_rate_low': "a camera's images arriving well below the rate its stamps show (lost "
+                      'in transport) for several seconds',
     'inference_errors': 'window whose processing raised',
+    'worker_restarted': 'the inference worker had ended or was stuck on one window longer than '
+                        'worker_timeout: restarted on a fresh window',
     'undecodable_message': 'bag message whose payload does not decode as its type',
     'operator_errors': 'operator that raised or returned an unusable output (frame served '
                        'without it)',
     'bad_depth': 'depth image with an unsupported encoding, a size unlike its image, or bad data',
     'depth_missing': 'no depth image with the stamp of an image within tf_timeout (served '
                      'without depth; the map skips it)',
+    'depth_not_registered': 'depth in another frame than its image (and not depth_frame_id): '
+                            'not registered to it (served without depth)',
+    'depth_empty': 'depth image without a single valid measurement (served without depth)',
+    'depth_implausible': 'depth whose median is outside 0.1-50 m: millimetres in a metres '
+                         'image, or metres in a millimetre image (served without depth)',
 }
 
 

@@ -24,6 +24,7 @@ import torch
 from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.geometry.pose import check_poses
 from mvfm_ros.lift.voxel_map import VoxelMap, depth_points
+from mvfm_ros.pipeline.consistency import ConsistencyCheck
 from mvfm_ros.pipeline.engine import Engine
 from mvfm_ros.pipeline.frame import Frame, FrameError, ViewResult, WindowResult
 from mvfm_ros.pipeline.keyframes import KeyframeSelector
@@ -68,6 +69,7 @@ class Pipeline:
         self.map = VoxelMap(settings.map_voxel_size, settings.map_max_voxels,
                             settings.map_features)
         self.map_lock = threading.Lock()
+        self.consistency = ConsistencyCheck(engine.model, settings.consistency_every)
 
     # ---------------------------------------------------------------------- the accept side
     def check(self, frame: Frame) -> None:
@@ -172,6 +174,8 @@ class Pipeline:
         for view in result.views:
             if view.frame.depth is not None:
                 self.update_map(view)
+                self.consistency.observe(view, window.keyframes[-1].prepared,
+                                         {f.uid for f in window.frames})
         return result
 
     def add(self, frame: Frame) -> WindowResult | None:
@@ -182,6 +186,14 @@ class Pipeline:
         """Start over on both sides (only while no worker runs, e.g. after deactivation)."""
         self._start_over()
         self.window.reset(self._epoch)
+
+    def reset_window(self) -> None:
+        """Give the process side a fresh window (a restarted worker must not share state).
+
+        The keyframes already accepted keep their epoch: the fresh window takes them as a new
+        start.
+        """
+        self.window = Window(self.settings.window_size, epoch=-1)
 
     # -------------------------------------------------------------------------------- the map
     def map_label(self, result: ViewResult) -> np.ndarray | None:

@@ -101,6 +101,9 @@ class Settings:
                                    'mvfm_ros.operators; fixed at launch', when=WHEN_LAUNCH)
     allow_module_operators: bool = setting(False, 'let operators name module:function (imports '
                                            'that module); fixed at launch', when=WHEN_LAUNCH)
+    operator_budget: float = setting(5.0, 'seconds an operator may take for one keyframe '
+                                     '(over it the keyframe is served without that operator)',
+                                     low=0.1, high=600.0)
     map_voxel_size: float = setting(0.05, 'voxel edge of mvfm/map in metres (needs use_depth)',
                                     low=1e-3, high=10.0)
     map_max_voxels: int = setting(200_000, 'most voxels in mvfm/map; the least recently seen '
@@ -147,8 +150,17 @@ class Settings:
                               'geometric lifting', scope=SCOPE_NODE)
     depth_tolerance: float = setting(0.01, 'seconds between an image stamp and its depth stamp',
                                      low=0.0, high=1.0, flag=True)
+    depth_frame_id: str = setting('', 'frame_id of depth registered to the images under another '
+                                  "name (empty: depth must carry its image's frame_id)")
+    consistency_every: int = setting(10, 'every N keyframes with depth, score the published '
+                                     'features against an earlier window at depth '
+                                     'correspondences (multi-view and base; 0: never)', low=0,
+                                     high=10_000)
     map_period: float = setting(1.0, 'seconds between mvfm/map messages (0: never, else at '
                                 'least 0.1)', low=0.0, high=3600.0, flag=True)
+    worker_timeout: float = setting(60.0, 'seconds one window may take before the inference '
+                                    'worker counts as stuck and is restarted', low=1.0,
+                                    high=3600.0, scope=SCOPE_NODE)
     autostart: bool = setting(False, 'configure and activate on start-up (the launch file sets '
                               'true)', scope=SCOPE_NODE)
 

@@ -26,7 +26,8 @@ class AsyncPipeline:
     Args:
         pipeline: the pipeline (its ``settings.queue_size`` bounds the queue).
         on_results: called in the worker thread with each processed window.
-        on_error: called in the worker thread when processing a window raises.
+        on_error: called in the worker thread when processing a window raises (anything,
+            ``SystemExit`` included: the worker goes on).
     """
 
     def __init__(self, pipeline: Pipeline, on_results: Callable[[WindowResult], None],
@@ -39,6 +40,8 @@ class AsyncPipeline:
         self._cond = threading.Condition()
         self._stop = False
         self._busy = False
+        self._busy_since = 0.0
+        self._generation = 0  # a restarted worker's predecessor publishes nothing more
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -46,8 +49,33 @@ class AsyncPipeline:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name='mvfm-inference', daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self._generation,),
+                                        name='mvfm-inference', daemon=True)
         self._thread.start()
+
+    def check(self, stuck_after: float) -> str:
+        """Return ``ok``, ``dead`` (the thread ended) or ``stuck`` (one window for too long)."""
+        with self._cond:
+            if self._stop or self._thread is None:
+                return 'ok'
+            if not self._thread.is_alive():
+                return 'dead'
+            if self._busy and time.monotonic() - self._busy_since > stuck_after:
+                return 'stuck'
+        return 'ok'
+
+    def restart(self) -> None:
+        """Start a fresh worker thread; a stuck one is left behind and its results dropped.
+
+        The new thread works on a fresh window (the pipeline starts over), so it never shares
+        window state with the thread it replaces.
+        """
+        with self._cond:
+            self._generation += 1
+            self._busy = False
+            self._thread = None
+        self.pipeline.reset_window()
+        self.start()
 
     def submit(self, frame: Frame) -> bool:
         """Check and enqueue a frame; True if it was a keyframe. Never blocks on inference.
@@ -97,22 +125,25 @@ class AsyncPipeline:
                 self.pipeline.stats.record_overhead(
                     frame.conversion_s + done - frame.submitted - result.inference)
 
-    def _run(self) -> None:
+    def _run(self, generation: int) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._stop)
-                if self._stop:
+                self._cond.wait_for(lambda: self._queue or self._stop
+                                    or generation != self._generation)
+                if self._stop or generation != self._generation:
                     return
                 frame = self._queue.popleft()
-                self._busy = True
+                self._busy, self._busy_since = True, time.monotonic()
             try:
                 window = self.pipeline.process(frame)
-                self.on_results(window)
-                self._record_overhead(window)
-            except Exception as err:  # a failed window must not kill the worker
+                if generation == self._generation:
+                    self.on_results(window)
+                    self._record_overhead(window)
+            except BaseException as err:  # nothing a window does may end the worker
                 self.pipeline.stats.count('inference_errors')
                 self.on_error(err)
             finally:
                 with self._cond:
-                    self._busy = False
+                    if generation == self._generation:
+                        self._busy = False
                     self._cond.notify_all()

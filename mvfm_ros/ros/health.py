@@ -36,8 +36,6 @@ class Health:
         self.last_problem: dict[str, str] = {}
         self.throttle = 5.0
         self.extra: dict[str, str] = {}  # further values (e.g. live consistency figures)
-        self.level_floor = DiagnosticStatus.OK  # a sticky level while a condition holds
-        self.floor_message = ''
         self._last_log: dict[str, float] = {}
         self._reported: dict[str, int] = {}
 
@@ -55,6 +53,24 @@ class Health:
             self._last_log[kind] = now
             self.node.get_logger().warning(f'[{kind}] {message}')
 
+    def watch(self) -> None:
+        """Check the inputs' rates and the inference worker (the diagnostics timer)."""
+        if self.node.intake is not None:
+            self.node.intake.check_rate()
+        self.watch_worker()
+
+    def watch_worker(self) -> None:
+        """Restart an inference worker whose thread ended or that is stuck; say so."""
+        worker, settings = self.node.worker, self.node.settings
+        if worker is None or settings is None:
+            return
+        state = worker.check(settings.worker_timeout)
+        if state != 'ok':
+            self.problem('worker_restarted', f'inference worker {state} (its thread ended, or '
+                         f'a window took more than worker_timeout {settings.worker_timeout:g} '
+                         's): restarted on a fresh window')
+            worker.restart()
+
     def status(self) -> DiagnosticStatus:
         """Return the current diagnostics status (also published on /diagnostics)."""
         node = self.node
@@ -64,7 +80,7 @@ class Health:
         new = {k: v - self._reported.get(k, 0) for k, v in problems.items()
                if v > self._reported.get(k, 0)}
         self._reported = problems
-        level, message = self.level_floor, self.floor_message or 'ok'
+        level, message = DiagnosticStatus.OK, 'ok'
         if new:
             worst = DiagnosticStatus.ERROR if any(k in new for k in ERRORS) \
                 else DiagnosticStatus.WARN
@@ -73,6 +89,14 @@ class Health:
         if pipeline is not None:
             snap.update(map_voxels=len(pipeline.map), map_evicted=pipeline.map.evicted,
                         map_mb=pipeline.map.nbytes / 2**20)
+            live = pipeline.consistency.summary()
+            snap.update(live)
+            if live.get('consistency_checks', 0) >= 3 and live['consistency_ratio'] >= 1.0:
+                level = max(level, DiagnosticStatus.WARN)
+                message = (f"multi-view features no more consistent than the backbone's here "
+                           f"(location error {live['consistency_multiview']:.3f} vs "
+                           f"{live['consistency_base']:.3f}): the model may not fit the scene"
+                           + ('' if message == 'ok' else f'; {message}'))
         device = str(node.engine.device) if node.engine is not None else 'none'
         values = {**{k: f'{v:.4g}' if isinstance(v, float) else str(v) for k, v in snap.items()},
                   **{k: str(v) for k, v in problems.items()}, 'device': device,

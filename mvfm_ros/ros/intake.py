@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mvfm_ros.messages.assemble import FrameAssembler
+from mvfm_ros.messages.conversions import stamp_to_ns
 from mvfm_ros.messages.poses import PoseSource
+from mvfm_ros.messages.rate import InputRate
 from mvfm_ros.pipeline.frame import FrameError
 from mvfm_ros.pipeline.settings import Settings
 from mvfm_ros.pipeline.worker import AsyncPipeline
@@ -44,6 +46,7 @@ class Intake:
         self.clock_ns = clock_ns
         self.problem = problem
         self.assembler = FrameAssembler(settings, self._report, tf)
+        self.rate = InputRate()
         self._events: collections.deque[tuple[str, str, Any, float]] = collections.deque()
         self._cond = threading.Condition()
         self._stop = False
@@ -51,9 +54,19 @@ class Intake:
 
     def put(self, kind: str, camera: str, msg: Any) -> None:
         """Queue one message (called on the executor thread; never blocks on work)."""
+        arrived = time.monotonic()
         with self._cond:
-            self._events.append((kind, camera, msg, time.monotonic()))
+            self._events.append((kind, camera, msg, arrived))
+            if kind == 'image':
+                self.rate.add(camera, stamp_to_ns(msg.header.stamp), arrived)
             self._cond.notify()
+
+    def check_rate(self) -> None:
+        """Say when a camera's images are lost before the node (stamps show the gaps)."""
+        with self._cond:
+            lost = self.rate.check(time.monotonic())
+        for _, message in lost:
+            self.problem('input_rate_low', message)
 
     def start(self) -> None:
         """Start the intake thread."""

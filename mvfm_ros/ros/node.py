@@ -288,6 +288,7 @@ class PerceptionNode(LifecycleNode):
         return self.health.status()
 
     def _publish_diagnostics(self) -> None:
+        self.health.watch()
         if self.diagnostics_pub is not None:
             self.diagnostics_pub.publish(self.health.message(self.get_clock().now().to_msg()))
 
