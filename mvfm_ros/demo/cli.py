@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    session = Session({'input_depth': 50, 'output_depth': 50, 'diagnostics_period': 0.25},
-                      args.output / 'node.log')
+    session = Session({'input_depth': 50, 'output_depth': 50, 'diagnostics_period': 0.25,
+                       'consistency_every': 3}, args.output / 'node.log', sim_time=True)
     print('node: ' + ' '.join(session.command), flush=True)
     try:
         depth, images = play(session, args.bag, args.rate)

@@ -62,12 +62,14 @@ def launch_available() -> bool:
     return bool(ros2) and installed and importlib.util.find_spec('launch_ros') is not None
 
 
-def node_command(settings: dict, folder: Path) -> tuple[list[str], dict[str, str]]:
+def node_command(settings: dict, folder: Path,
+                 sim_time: bool = False) -> tuple[list[str], dict[str, str]]:
     """Return the command and environment that start the node as users do.
 
     ``ros2 launch mvfm_ros perception.launch.py`` with a parameter file where the launch tools
     are present (it drives the node through configure and activate); else the console script
-    ``perception_node`` with ``-p autostart:=true``.
+    ``perception_node`` with ``-p autostart:=true``. ``sim_time``: the node's clock is the
+    player's ``/clock`` (bag playback), as ``use_sim_time:=true`` sets it.
     """
     env = dict(os.environ)
     if launch_available():
@@ -77,23 +79,25 @@ def node_command(settings: dict, folder: Path) -> tuple[list[str], dict[str, str
             p for p in (sys.prefix, env.get('AMENT_PREFIX_PATH', '')) if p)
         env['PATH'] = f'{Path(sys.executable).parent}{os.pathsep}{env.get("PATH", "")}'
         return (['ros2', 'launch', 'mvfm_ros', 'perception.launch.py', f'config:={config}',
-                 *(f'{("pose_topic" if k == "pose" else k)}:={v}' for k, v in REMAPS.items())],
-                env)
+                 *(f'{("pose_topic" if k == "pose" else k)}:={v}' for k, v in REMAPS.items()),
+                 f'use_sim_time:={str(sim_time).lower()}'], env)
     exe = Path(sys.executable).with_name('perception_node')
     remaps = [arg for name, topic in REMAPS.items() for arg in ('-r', f'{name}:={topic}')]
-    return ([str(exe), '--ros-args', *remaps, *ros_arguments({**settings, 'autostart': True})],
-            env)
+    return ([str(exe), '--ros-args', *remaps, *ros_arguments({**settings, 'autostart': True}),
+             '-p', f'use_sim_time:={str(sim_time).lower()}'], env)
 
 
 class Session:
     """The node process, a player/collector node, and what was seen."""
 
-    def __init__(self, settings: dict, log_path: Path, keep_outputs: bool = True) -> None:
+    def __init__(self, settings: dict, log_path: Path, keep_outputs: bool = True,
+                 sim_time: bool = False) -> None:
         """Start the node process and the local rclpy node.
 
         ``settings`` are added to :data:`SETTINGS`; the node's inputs are remapped to the
         played topics (:func:`node_command`). With ``keep_outputs`` False (long runs) outputs
-        are only counted.
+        are only counted. With ``sim_time`` the player publishes ``/clock`` (the bag's time)
+        and the node runs on it, as with ``ros2 bag play --clock``.
         """
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -115,7 +119,13 @@ class Session:
         self.pubs = {topic: self.node.create_publisher(self.classes[kind], topic, qos)
                      for topic, kind in PLAYED.items()}
         self.log = open(log_path, 'w')
-        command, env = node_command({**SETTINGS, **settings}, log_path.parent)
+        command, env = node_command({**SETTINGS, **settings}, log_path.parent, sim_time)
+        self.clock = None  # (bag ns, wall s, rate): the playback clock once playing
+        self.clock_pub = None
+        if sim_time:
+            from rosgraph_msgs.msg import Clock
+
+            self.clock_pub = self.node.create_publisher(Clock, '/clock', 10)
         self.command = command
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
                                         text=True, env=env)
@@ -154,13 +164,26 @@ class Session:
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def spin(self, seconds: float) -> None:
-        """Process callbacks for about ``seconds``."""
+        """Process callbacks for about ``seconds`` (and keep the playback clock going)."""
         end = time.monotonic() + seconds
         while True:
             left = max(0.0, min(0.01, end - time.monotonic()))
             self.rclpy.spin_once(self.node, timeout_sec=left)
+            self._tick_clock()
             if time.monotonic() >= end:
                 return
+
+    def _tick_clock(self) -> None:
+        """Publish ``/clock``: the bag's time, running on after the last message."""
+        if self.clock_pub is None or self.clock is None:
+            return
+        from rosgraph_msgs.msg import Clock
+
+        bag_ns, wall, rate = self.clock
+        now = bag_ns + int((time.monotonic() - wall) * rate * 1e9)
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(now, 1_000_000_000)
+        self.clock_pub.publish(msg)
 
     def wait(self, condition, timeout: float) -> bool:
         """Spin until ``condition()`` holds or ``timeout`` passes; False on timeout."""
@@ -204,7 +227,9 @@ def play(session: Session, bag: Path, rate: float) -> tuple[dict[int, np.ndarray
         conns = [c for c in reader.connections if c.topic in PLAYED]
         start_wall, start_bag = time.monotonic(), None
         for conn, stamp, raw in reader.messages(connections=conns):
-            start_bag = stamp if start_bag is None else start_bag
+            if start_bag is None:
+                start_bag = stamp
+                session.clock = (start_bag, start_wall, rate)
             due = start_wall + (stamp - start_bag) / 1e9 / rate
             session.spin(max(0.0, due - time.monotonic()))  # keep the recorded timing
             msg = deserialize_message(bytes(raw), classes[conn.msgtype])

@@ -25,6 +25,17 @@ from mvfm_ros.viz.colors import label_colors, palette, pca_colors, to_uint8
 from mvfm_ros.viz.figures import normals_legend, plot_matches, plot_window
 
 TOLERANCE_PX = 8.0
+# What each location error of summary.json measures (the paper's "Loc. Err.": mean L1 distance
+# in [-1, 1] image coordinates of the best match; lower is better).
+LOCATION_ERROR_FIELDS = {
+    'base': 'the frozen backbone alone, on two keyframes two apart',
+    'multiview': 'the same two keyframes computed together in one window (what one window '
+                 'message carries)',
+    'node_across_windows': 'the same two keyframes as the node published them, each from its '
+                           'own window (what a planner fusing over time meets)',
+    'live_consistency': "the node's own check on /diagnostics: every few keyframes, published "
+                        'features against an earlier window at depth correspondences',
+}
 
 
 def _number(text: str):
@@ -259,6 +270,9 @@ def write_report(session, depth: dict[int, np.ndarray], diagnostics: dict[str, s
                           if k.startswith(('latency_', 'inference_', 'overhead_'))},
         'matches_within_8px': {k: v['within_8px'] for k, v in scores.items()},
         'location_error': {k: v['loc_err'] for k, v in scores.items()},
+        'location_error_fields': LOCATION_ERROR_FIELDS,
+        'live_consistency': {k: _number(v) for k, v in diagnostics.items()
+                             if k.startswith('consistency_')},
         'contact_sheets': sheets,
         'map': map_summary,
         'operators': lifting,

@@ -59,25 +59,33 @@ class ConsistencyCheck:
     @torch.inference_mode()
     def observe(self, result: ViewResult, prepared: Prepared, window_uids: set[int],
                 ) -> tuple[float, float] | None:
-        """Take a keyframe with depth; every ``every``-th one, check it; returns the errors."""
+        """Take a keyframe with depth; every ``every``-th one, check it; returns the errors.
+
+        Keyframes are kept as references three times as often as checks are made, so a check
+        finds an earlier window's keyframe that sees the same surfaces.
+        """
         if not self.every or prepared.depth is None:
             return None
         self._seen += 1
-        if self._seen % self.every:
+        keep, check = self._seen % max(1, self.every // 3) == 0, self._seen % self.every == 0
+        if not (keep or check):
             return None
         new = _Reference(result.frame.uid,
                          torch.from_numpy(result.features).permute(2, 0, 1).float(),
                          self._base(prepared), prepared.depth.cpu(),
                          prepared.intrinsics.cpu().float(), prepared.pose.cpu().float())
         errors = None
-        for old in reversed(self.references):
-            if old.uid in window_uids:
-                continue  # same window: not what a consumer fusing over time meets
-            errors = self._errors(new, old)
+        # The earlier keyframe (not in this window: what a consumer fusing over time meets)
+        # that sees most of the same surfaces.
+        candidates = [(self._pairs(new, old), old) for old in self.references
+                      if check and old.uid not in window_uids]
+        if candidates:
+            pairs, old = max(candidates, key=lambda item: len(item[0][0]))
+            errors = self._errors(new, old, pairs)
             if errors is not None:
                 self.results.append(errors)
-                break
-        self.references.append(new)
+        if keep:
+            self.references.append(new)
         return errors
 
     def _base(self, prepared: Prepared) -> torch.Tensor:
@@ -87,9 +95,14 @@ class ConsistencyCheck:
         except ValueError:
             return self.model.base_features(prepared.image[None, None])[0, 0].float().cpu()
 
-    def _errors(self, new: _Reference, old: _Reference) -> tuple[float, float] | None:
-        ia, ib = corresponding_pixels(new.depth, old.depth, new.intrinsics, old.intrinsics,
-                                      new.pose, old.pose)
+    @staticmethod
+    def _pairs(new: _Reference, old: _Reference) -> tuple[torch.Tensor, torch.Tensor]:
+        return corresponding_pixels(new.depth, old.depth, new.intrinsics, old.intrinsics,
+                                    new.pose, old.pose)
+
+    def _errors(self, new: _Reference, old: _Reference,
+                pairs: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float] | None:
+        ia, ib = pairs
         if len(ia) < MIN_MATCHES:
             return None
         pick = torch.randperm(len(ia), generator=self._rng)[:MATCHES]
