@@ -54,6 +54,7 @@ setup(
             'mvfm-demo = mvfm_ros.demo.cli:main',
             'mvfm-bench = mvfm_ros.bench.cli:main',
             'mvfm-export = mvfm_ros.bench.export_cli:main',
+            'mvfm-convert = mvfm_ros.models.convert_cli:main',
         ],
     },
 )

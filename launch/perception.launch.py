@@ -44,7 +44,7 @@ ARGUMENTS = {
 
 
 def _node_and_lifecycle(context) -> list:
-    """The node, and the events that bring it to active when autostart is true."""
+    """Return the node, and the events that bring it to active when autostart is true."""
     overrides = {'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
                                                 value_type=bool)}
     pose_source = LaunchConfiguration('pose_source').perform(context)

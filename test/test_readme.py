@@ -65,8 +65,8 @@ def test_launch_file_declares_its_arguments_and_starts_the_console_script() -> N
     text = (ROOT / 'launch' / 'perception.launch.py').read_text()
     checker = load_checker()
     assert checker.launch_arguments() == {'config', 'namespace', 'image', 'camera_info',
-                                          'pose_topic', 'depth', 'use_sim_time', 'autostart',
-                                          'log_level'}
+                                          'pose_topic', 'depth', 'pose_source', 'use_sim_time',
+                                          'autostart', 'log_level'}
     assert "executable='perception_node'" in text
     assert 'perception_node' in checker.console_scripts()
     try:
@@ -79,7 +79,7 @@ def test_launch_file_declares_its_arguments_and_starts_the_console_script() -> N
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
-    assert len(description.entities) == 9
+    assert len(description.entities) == 11  # the arguments, then the node and its events
 
 
 def test_rviz_config_shows_the_node_images() -> None:

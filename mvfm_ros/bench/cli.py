@@ -3,6 +3,10 @@
 For a backbone, input size, number of views, device and precision, and for each adapter
 placement, it measures (median over repeats after warm-up, device synchronised):
 
+Weights do not change timings: backbones are built with random weights (no downloads), in
+the architecture of the demo model, a timm backbone or a released model (``--backbone
+official:dinov2_reg``); ``--checkpoint`` times a trained or converted model as it is.
+
 - ``base``: the frozen backbone alone on the V views of a window;
 - ``multiview``: the multi-view model on the window (the paper's design recomputes every view);
 - ``stream``: one new keyframe entering a window whose other V-1 frames are cached (the
@@ -16,8 +20,6 @@ placement, it measures (median over repeats after warm-up, device synchronised):
 
 ``--soak MINUTES`` instead runs the live node for that long at camera rate and reports memory,
 rates, stalls and pose failures over time (:mod:`mvfm_ros.bench.soak`).
-
-Weights do not change timings, so backbones are built with random weights (no downloads).
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='mvfm-bench', description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--backbone', default=DEMO,
-                        help="timm backbone (random weights) or 'demo' (the demo model's)")
-    parser.add_argument('--size', type=int, nargs=2, default=(96, 128), metavar=('H', 'W'),
-                        help='input height and width')
+                        help="timm backbone (random weights), 'demo' (the demo model's) or "
+                        "'official:FAMILY' (a released model's architecture, e.g. "
+                        'official:dinov2_reg, random weights)')
+    parser.add_argument('--checkpoint', type=Path,
+                        help='time this trained or converted checkpoint as it is (its own '
+                        'adapters; --backbone and --placements are ignored)')
+    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
+                        help="input height and width (default: the checkpoint's training size, "
+                        'else 96 128)')
     parser.add_argument('--views', type=int, default=4, help='views per window')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'),

@@ -54,7 +54,23 @@ def parse_placement(text: str, depth: int) -> tuple[str, tuple[int, ...] | None,
 
 
 def build(args: argparse.Namespace, blocks: tuple[int, ...] | None, mode: str = 'residual'):
-    """Build the model to time: the demo architecture or a timm backbone, random weights."""
+    """Build the model to time: a checkpoint as it is, or an architecture with random weights.
+
+    Architectures: the demo model's, a released model's (``official:FAMILY``) or a timm
+    backbone with the package's adapters.
+    """
+    if args.checkpoint:
+        return load_model(args.checkpoint)
+    if args.backbone.startswith('official:'):
+        from mvfm_ros.models.official import COMMON, FAMILIES
+
+        family = args.backbone.split(':', 1)[1]
+        if family not in FAMILIES:
+            raise ValueError(f'--backbone {args.backbone}: the released families are '
+                             f'{sorted(FAMILIES)}')
+        name, options = FAMILIES[family]
+        options = {**COMMON, **options, 'adapter_blocks': blocks, 'adapter_mode': mode}
+        return build_model(name, pretrained=False, img_size=args.size[0], **options)
     if args.backbone == DEMO:
         reference = load_model(demo_model_path())
         cfg = reference.config
@@ -242,10 +258,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    depth = build(args, None).trunk.depth
-    placements = [parse_placement(p, depth) for p in args.placements]
+    if args.checkpoint:
+        model = load_model(args.checkpoint)
+        args.size = args.size or model.config.input_size or (96, 128)
+        placements = [('checkpoint', model.adapter_blocks,
+                       model.config.adapter_mode)]
+        backbone = model.config.backbone
+    else:
+        args.size = args.size or (96, 128)
+        depth = build(args, None).trunk.depth
+        placements = [parse_placement(p, depth) for p in args.placements]
+        backbone = args.backbone
     return {
-        'backbone': args.backbone, 'size': list(args.size), 'views': args.views,
+        'backbone': backbone, 'checkpoint': str(args.checkpoint or ''),
+        'size': list(args.size), 'views': args.views,
         'device': str(device), 'precision': args.precision, 'repeats': args.repeats,
         'warmup': args.warmup, 'compile': args.compile,
         'device_name': (torch.cuda.get_device_name(device) if device.type == 'cuda'

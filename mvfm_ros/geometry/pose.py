@@ -54,7 +54,7 @@ def check_poses(cam_to_world: torch.Tensor, tolerance: float = 1e-3) -> None:
         raise ValueError('poses must have the last row 0 0 0 1')
 
 
-POSE_CONDITIONINGS = ('paper', 'metric')
+POSE_CONDITIONINGS = ('paper', 'metric', 'official')
 
 
 def condition_poses(cam_to_world: torch.Tensor, reference_view: int, mode: str,
@@ -64,12 +64,14 @@ def condition_poses(cam_to_world: torch.Tensor, reference_view: int, mode: str,
     ``paper``: :func:`normalize_cameras` (reference frame, centred, reference camera at
     distance 2: invariant to the scale of the window, which blows a small baseline up to a
     large one). ``metric``: :func:`metric_cameras` (reference frame, centred, a fixed
-    metres-to-units scale: a 10 cm stereo pair stays a 10 cm stereo pair).
+    metres-to-units scale: a 10 cm stereo pair stays a 10 cm stereo pair). ``official``:
+    :func:`official_cameras` (what the paper's public code computes: reference frame, scaled
+    as ``paper``, the origin at the reference camera).
 
     Args:
         cam_to_world: ``(B, V, 4, 4)`` camera-to-world poses (metres for ``metric``).
         reference_view: index of the view whose frame is the reference.
-        mode: ``paper`` or ``metric``.
+        mode: ``paper``, ``metric`` or ``official``.
         metric_scale: units per metre in ``metric`` mode.
 
     Returns:
@@ -79,6 +81,8 @@ def condition_poses(cam_to_world: torch.Tensor, reference_view: int, mode: str,
         return normalize_cameras(cam_to_world, reference_view)
     if mode == 'metric':
         return metric_cameras(cam_to_world, reference_view, metric_scale)
+    if mode == 'official':
+        return official_cameras(cam_to_world, reference_view)
     raise ValueError(f"pose conditioning '{mode}' is not one of {POSE_CONDITIONINGS}")
 
 
@@ -137,4 +141,37 @@ def normalize_cameras(
     scale = torch.where(ref_dist > eps, target_distance / ref_dist.clamp_min(eps), 1.0)
     out = rel.clone()
     out[..., :3, 3] = shifted * scale[:, None, None]
+    return out
+
+
+def official_cameras(cam_to_world: torch.Tensor, reference_view: int = 0,
+                     target_distance: float = 2.0) -> torch.Tensor:
+    """Poses as the paper's public code conditions them (its COLMAP dataset and rays).
+
+    The code centres the camera centres on their mean (leaving out, as it does, centres
+    further than ten times the 97th percentile of the distances to their median), scales
+    them so the reference camera sits at ``target_distance`` from that mean, and then takes
+    every pose relative to the reference camera, where the centring cancels out: the origin is
+    the reference camera itself (unlike :func:`normalize_cameras`, which keeps it centred).
+
+    Args:
+        cam_to_world: ``(B, V, 4, 4)`` camera-to-world poses.
+        reference_view: index of the view whose frame is the reference.
+        target_distance: distance of the reference camera from the (robust) mean centre.
+
+    Returns:
+        ``(B, V, 4, 4)`` poses in the reference camera's frame, translations scaled.
+    """
+    centres = cam_to_world[..., :3, 3]
+    to_median = (centres - centres.median(dim=1, keepdim=True).values).norm(dim=-1)
+    limit = (torch.quantile(to_median, 0.97, dim=1, keepdim=True) * 10).clamp(max=1e6)
+    valid = (to_median <= limit).to(centres.dtype)[..., None]
+    mean = (centres * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True)
+    distance = (centres[:, reference_view] - mean[:, 0]).norm(dim=-1)
+    scale = torch.where(distance > 1e-5, target_distance / distance.clamp_min(1e-12),
+                        torch.full_like(distance, target_distance))
+    ref = cam_to_world[:, reference_view:reference_view + 1]
+    rel = invert_rigid(ref) @ cam_to_world
+    out = rel.clone()
+    out[..., :3, 3] = rel[..., :3, 3] * scale[:, None, None]
     return out

@@ -1,10 +1,19 @@
-"""Multi-view foundation models: frozen timm backbones with multi-view adapters."""
+"""Multi-view foundation models: frozen timm backbones with multi-view adapters.
 
-from mvfm_ros.models.checkpoint import CheckpointMismatchError
-from mvfm_ros.models.config import MVFMConfig
-from mvfm_ros.models.factory import build_model, load_model
-from mvfm_ros.models.mvfm import MultiViewModel
-from mvfm_ros.models.weights import WeightsNotFoundError
+Attributes load lazily (PEP 562), so the command-line tools in here answer ``--help`` without
+PyTorch.
+"""
+
+from mvfm_ros._lazy import lazy_getattr
+
+__getattr__ = lazy_getattr(__name__, {
+    'CheckpointMismatchError': 'checkpoint',
+    'MVFMConfig': 'config',
+    'MultiViewModel': 'mvfm',
+    'WeightsNotFoundError': 'weights',
+    'build_model': 'factory',
+    'load_model': 'factory',
+})
 
 __all__ = [
     'CheckpointMismatchError',

@@ -10,6 +10,7 @@ from typing import Any
 from mvfm_ros.geometry.pose import POSE_CONDITIONINGS
 
 ADAPTER_MODES = ('residual', 'side')
+ADAPTER_STYLES = ('block', 'official')
 
 
 @dataclass
@@ -30,12 +31,20 @@ class MVFMConfig:
             hidden tokens from adapter to adapter, and adds its updates to the last block's
             output). A side network leaves every block per-frame, so a sliding window caches
             the whole trunk and runs only the adapters.
-        adapter_dim: width inside the adapters (None: the backbone width).
+        adapter_style: ``block`` (the package's adapter: projected to ``adapter_dim``,
+            residual attention and MLP, :class:`~mvfm_ros.layers.mv_adapter.MVAdapter`) or
+            ``official`` (the paper's public code: one norm, attention and MLP at the input
+            width, no inner residual, :class:`~mvfm_ros.layers.spatial_adapter.SpatialAdapter`).
+        adapter_dim: width inside the adapters (None: the backbone width; ``block`` only).
         adapter_heads: attention heads in each adapter.
         adapter_mlp_ratio: MLP expansion inside each adapter.
         share_adapters: adapters after the first share one set of weights (the public code).
         ray_dim: width of the Plücker ray embedding fed to the first adapter.
         include_registers: register tokens join the joint attention (the CLS token never does).
+        update_registers: the adapters' updates are added to the registers too (the public
+            code's), not only to the patch tokens.
+        output_norm: the features are the backbone's final LayerNorm of the last tokens (timm's
+            output); False: the raw tokens (the public code's features).
         lora_rank: rank of LoRA on the attention qkv projections (0: no LoRA).
         lora_alpha: LoRA scaling numerator.
         normal_head: hidden width of the surface-normal probe (0: no normal head).
@@ -53,12 +62,15 @@ class MVFMConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     adapter_blocks: tuple[int, ...] | None = None
     adapter_mode: str = 'residual'
+    adapter_style: str = 'block'
     adapter_dim: int | None = None
     adapter_heads: int = 8
     adapter_mlp_ratio: float = 4.0
     share_adapters: bool = True
     ray_dim: int = 128
     include_registers: bool = True
+    update_registers: bool = False
+    output_norm: bool = True
     lora_rank: int = 0
     lora_alpha: float = 32.0
     normal_head: int = 0
@@ -80,6 +92,10 @@ class MVFMConfig:
                              f'{POSE_CONDITIONINGS} with a positive metric_scale')
         if self.adapter_mode not in ADAPTER_MODES:
             raise ValueError(f"adapter_mode '{self.adapter_mode}' is not one of {ADAPTER_MODES}")
+        if self.adapter_style not in ADAPTER_STYLES or (
+                self.adapter_style == 'official' and self.adapter_mode == 'side'):
+            raise ValueError(f"adapter_style '{self.adapter_style}' must be one of "
+                             f'{ADAPTER_STYLES} (official: residual placement only)')
 
     @classmethod
     def option_names(cls) -> set[str]:

@@ -12,6 +12,7 @@ from mvfm_ros.geometry.rays import plucker_rays
 from mvfm_ros.layers.lora import LoRALinear
 from mvfm_ros.layers.mv_adapter import MVAdapter
 from mvfm_ros.layers.ray_embed import RayEmbed
+from mvfm_ros.layers.spatial_adapter import SpatialAdapter
 from mvfm_ros.models.config import MVFMConfig
 from mvfm_ros.models.heads.normals import NormalHead
 from mvfm_ros.models.trunk import TokenState, Trunk
@@ -36,7 +37,7 @@ class MultiViewModel(nn.Module):
         super().__init__()
         self.config = config
         self.weights_source = weights_source
-        self.trunk = Trunk(backbone)
+        self.trunk = Trunk(backbone, config.output_norm)
         self.trunk.requires_grad_(False)
         self.trunk.eval()
         if config.lora_rank:
@@ -56,7 +57,10 @@ class MultiViewModel(nn.Module):
         self.ray_embed = (RayEmbed(self.trunk.patch_size, config.ray_dim)
                           if config.ray_dim else None)
 
-        def make(ray_dim: int) -> MVAdapter:
+        def make(ray_dim: int) -> nn.Module:
+            if config.adapter_style == 'official':
+                return SpatialAdapter(dim, config.adapter_heads, config.adapter_mlp_ratio,
+                                      ray_dim)
             return MVAdapter(dim, adapter_dim, config.adapter_heads, config.adapter_mlp_ratio,
                              ray_dim)
 
@@ -186,10 +190,14 @@ class MultiViewModel(nn.Module):
         return torch.cat((rays.new_zeros(rays.shape[0], extra, rays.shape[2]), rays), dim=1)
 
     def _add_update(self, state: TokenState, update: torch.Tensor) -> TokenState:
-        """Add an adapter update ``(N, joined tokens, D)`` to the patch tokens of a state."""
+        """Add an adapter update ``(N, joined tokens, D)`` to the patch tokens of a state.
+
+        With ``update_registers`` the joined register tokens take their update too.
+        """
         tokens, prefix = state.tokens, self.trunk.num_prefix_tokens
-        patches = tokens[:, prefix:] + update[:, prefix - self._joined_start:]
-        return TokenState(torch.cat((tokens[:, :prefix], patches), dim=1), state.grid,
+        start = prefix if not self.config.update_registers else self._joined_start
+        updated = tokens[:, start:] + update[:, start - self._joined_start:]
+        return TokenState(torch.cat((tokens[:, :start], updated), dim=1), state.grid,
                           state.extra)
 
     def _adapt(self, adapter: MVAdapter, state: TokenState, num_views: int,

@@ -47,11 +47,14 @@ class Trunk(nn.Module):
 
     Args:
         model: a timm model of a supported family.
+        output_norm: finish with the model's final LayerNorm (timm's output); False: the raw
+            tokens of the last block (the paper's public code).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, output_norm: bool = True) -> None:
         """Wrap ``model`` (kept as ``self.model``, so its state-dict keys stay timm's)."""
         super().__init__()
+        self.output_norm = output_norm
         if not isinstance(model, (VisionTransformer, Eva, VisionTransformerSAM)):
             raise TypeError(
                 f'unsupported backbone class {type(model).__name__}: mvfm_ros supports timm '
@@ -148,7 +151,8 @@ class Trunk(nn.Module):
         if self.is_sam:
             x = state.tokens.reshape(n, h, w, -1).permute(0, 3, 1, 2)
             return self.model.neck(x)
-        x = self.model.norm(state.tokens)[:, self.num_prefix_tokens:]
+        x = self.model.norm(state.tokens) if self.output_norm else state.tokens
+        x = x[:, self.num_prefix_tokens:]
         return x.transpose(1, 2).reshape(n, -1, h, w)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
