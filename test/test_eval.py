@@ -171,6 +171,11 @@ def test_across_window_scores_each_view_from_its_own_window(tiny_samples) -> Non
     assert across['window_size'] == 2 and across['base']['matches'] > 0
     assert across['multiview']['loc_err'] != evaluator.results()['correspondence'][
         'multiview']['all']['loc_err']
+    # An anchored window keeps view 0 as the reference: view 2 is computed with 0, not 1.
+    anchored = node_stream_features(model, sample, window_size=2, anchor_span=5)
+    with torch.no_grad():
+        assert torch.allclose(anchored[2], forward([0, 2])[1], atol=1e-5)
+    assert not torch.allclose(anchored[2], streamed[2], atol=1e-3)
 
 
 def test_stereo_and_small_baseline_sections_take_the_right_pairs() -> None:

@@ -120,8 +120,8 @@ def frames(count: int, seed: int = 0, size=(40, 60)) -> list[Frame]:
 
 
 def test_streaming_engine_equals_the_full_forward_pass(tiny_engine) -> None:
-    config = Settings(window_size=3, min_translation=0, min_rotation_deg=0,
-                            max_interval=0)
+    config = Settings(window_size=3, window_anchor=0, min_translation=0, min_rotation_deg=0,
+                      max_interval=0)
     pipeline = Pipeline(tiny_engine, config)
     windows = [pipeline.add(f) for f in frames(5)]
     # The first keyframe is a one-view window: it gets outputs too.
@@ -340,3 +340,28 @@ def test_worker_reports_node_overhead_beyond_inference(tiny_engine) -> None:
     assert 0.25 <= snap['overhead_p50_s'] < 0.25 + snap['latency_max_s']
     assert snap['overhead_fraction'] == pytest.approx(
         snap['overhead_p50_s'] / snap['inference_p50_s'])
+
+
+def test_an_anchored_window_keeps_its_reference_for_its_span() -> None:
+    from mvfm_ros.pipeline.window import Window, slide
+
+    members, age, seen = [], 0, []
+    for i in range(14):
+        members, age = slide(members, i, 4, 6, age)
+        seen.append(members)
+    assert seen[3] == [0, 1, 2, 3] and seen[5] == [0, 3, 4, 5]  # 0 stays, the rest slide
+    assert seen[6] == [3, 4, 5, 6]  # span over: the next oldest becomes the reference
+    assert seen[11] == [3, 9, 10, 11] and seen[12] == [9, 10, 11, 12]
+    assert all(len(m) <= 4 and m[-1] == i for i, m in enumerate(seen))
+    plain = []
+    for i in range(6):
+        plain = slide(plain, i, 4)[0]
+    assert plain == [2, 3, 4, 5]
+    window = Window(3, anchor_span=4)
+    k = np.eye(3)
+    for uid in range(5):
+        window.push(Frame(np.zeros((4, 4, 3), np.uint8), k, np.eye(4), uid, uid=uid))
+    assert [f.uid for f in window.frames] == [2, 3, 4]  # 0 kept 3 keyframes, then left
+    window.reset(1)
+    window.push(Frame(np.zeros((4, 4, 3), np.uint8), k, np.eye(4), 9, uid=9))
+    assert [f.uid for f in window.frames] == [9] and window.anchor_age == 0

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -360,7 +361,7 @@ def test_an_integer_for_a_double_parameter_is_taken_as_ros_users_type_it() -> No
 
 
 # -------------------------------------------------------------------- signals, failing transitions
-def _lifecycle_client(name: str = '/mvfm_perception'):
+def _lifecycle_client(name: str):
     from rclpy.node import Node
 
     node = Node('signal_test_manager')
@@ -390,12 +391,16 @@ STATES = {
 @pytest.mark.parametrize('state', list(STATES))
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_signals_end_the_node_promptly_in_every_state(ros_context, state, sig) -> None:
-    args = [str(BIN / 'perception_node'), '--ros-args', '-p', 'pose_source:=topic']
+    # A name of its own: another test's node (or one still leaving the graph) must not answer
+    # the lifecycle calls meant for this process.
+    name = f'mvfm_signal_{uuid.uuid4().hex[:12]}'
+    args = [str(BIN / 'perception_node'), '--ros-args', '-r', f'__node:={name}',
+            '-p', 'pose_source:=topic']
     if state == 'after a failed configure':
         args += ['-p', 'checkpoint:=/nonexistent.safetensors']
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
-    node, client = _lifecycle_client()
+    node, client = _lifecycle_client(f'/{name}')
     try:
         assert client.wait_for_service(60)
         for transition in STATES[state]:

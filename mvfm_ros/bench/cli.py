@@ -39,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timm backbone (random weights), 'demo' (the demo model's) or "
                         "'official:FAMILY' (a released model's architecture, e.g. "
                         'official:dinov2_reg, random weights)')
-    parser.add_argument('--checkpoint', type=Path,
-                        help='time this trained or converted checkpoint as it is (its own '
-                        'adapters; --backbone and --placements are ignored)')
+    parser.add_argument('--checkpoint',
+                        help='time this trained or converted checkpoint, or a shipped model '
+                        '(mv-dinov2, demo-vit), as it is (--backbone and --placements are '
+                        'ignored)')
     parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
                         help="input height and width (default: the checkpoint's training size, "
                         'else 96 128)')
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         from mvfm_ros.demo.player import find_demo_bag
 
         results = run_soak(args.soak, args.soak_rate, args.soak_output,
-                           args.bag or find_demo_bag())
+                           args.bag or find_demo_bag(), args.checkpoint or 'demo-vit')
         print(format_soak(results))
     else:
         from mvfm_ros.bench.measure import format_table, run

@@ -20,7 +20,7 @@ from mvfm_ros.geometry.camera import scale_intrinsics
 from mvfm_ros.messages.factory import rosbags_factory, rosbags_typestore
 from mvfm_ros.models.device import autocast, resolve_device
 from mvfm_ros.models.factory import build_model, load_model
-from mvfm_ros.models.loading import demo_model_path
+from mvfm_ros.models.loading import demo_model_path, load_configured_model
 from mvfm_ros.models.trunk import join_states
 from mvfm_ros.pipeline.engine import Engine
 from mvfm_ros.pipeline.frame import Frame
@@ -60,7 +60,7 @@ def build(args: argparse.Namespace, blocks: tuple[int, ...] | None, mode: str = 
     backbone with the package's adapters.
     """
     if args.checkpoint:
-        return load_model(args.checkpoint)
+        return load_configured_model(args.checkpoint)[0]
     if args.backbone.startswith('official:'):
         from mvfm_ros.models.official import COMMON, FAMILIES
 
@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.checkpoint:
-        model = load_model(args.checkpoint)
+        model = load_configured_model(args.checkpoint)[0]
         args.size = args.size or model.config.input_size or (96, 128)
         placements = [('checkpoint', model.adapter_blocks,
                        model.config.adapter_mode)]

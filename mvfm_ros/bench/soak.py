@@ -1,15 +1,19 @@
 """``mvfm-bench --soak MINUTES``: the live node fed at camera rate for a long time.
 
-Starts ``perception_node`` (the shipped demo model, default settings but for the remapped
+Starts ``perception_node`` (the shipped demo ViT unless ``--checkpoint`` names another model:
+the soak measures transport and memory, not the model; default settings but for the remapped
 inputs) as a process, publishes 640x480 rgb8 images (the demo bag's frames, upsampled),
 camera_info and poses at ``--soak-rate`` Hz with real-time stamps, and every ``interval``
 seconds records the node's resident memory (``/proc/PID/status``), its output and input rates
 and its pose failures. The summary gives the memory growth after warm-up, the longest gap
-between outputs (a stall) and the pose failure rate.
+between outputs (a stall) and the pose failure rate. The DDS transport is the node's default
+(UDPv4) unless ``FASTDDS_BUILTIN_TRANSPORTS`` is set in the environment (both the node and the
+publisher then use it); the result records which.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -57,15 +61,16 @@ def _frames(bag: Path) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
     return images, k, poses
 
 
-def run_soak(minutes: float, rate: float, output: Path, bag: Path,
+def run_soak(minutes: float, rate: float, output: Path, bag: Path, model: str = 'demo-vit',
              interval: float = 10.0) -> dict[str, Any]:
-    """Run the soak; return the rows and the summary."""
+    """Run the soak of ``model`` (a shipped name or a file); return the rows and the summary."""
     from mvfm_ros.demo.player import PLAYED, Session
     from mvfm_ros.ros.publishing import rclpy_factory
 
     images, k, poses = _frames(bag)
     output.mkdir(parents=True, exist_ok=True)
-    session = Session({'diagnostics_period': 1.0}, output / 'node.log',
+    transport = os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', "UDPv4 (the node's default)")
+    session = Session({'diagnostics_period': 1.0, 'checkpoint': model}, output / 'node.log',
                       keep_outputs=False)
     build = rclpy_factory()
     classes = session.classes
@@ -110,7 +115,8 @@ def run_soak(minutes: float, rate: float, output: Path, bag: Path,
                 next_sample += interval
     finally:
         code = session.close()
-    return {'minutes': minutes, 'rate_hz': rate, 'size': list(SIZE), 'rows': rows,
+    return {'minutes': minutes, 'rate_hz': rate, 'size': list(SIZE), 'model': model,
+            'transport': transport, 'rows': rows,
             'node_exit_code': code, 'topics_played': sorted(PLAYED),
             'summary': summarize(rows, longest_gap)}
 

@@ -26,7 +26,7 @@ BASE_TO_OPTICAL = np.array([[0.0, 0.0, 1.0, 0.2], [-1.0, 0.0, 0.0, 0.0],
                             [0.0, -1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
 
 
-def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (144, 192),
+def write_demo_bag(output: Path, frames: int = 36, size: tuple[int, int] = (240, 320),
                    rate_hz: float = 10.0, seed: int = 2024, speed: float = 0.3) -> Path:
     """Generate the sequence and write it as an MCAP bag folder at ``output``."""
     output = Path(output)
@@ -87,9 +87,11 @@ def main() -> None:
     """Entry point: ``python -m mvfm_ros.demo.make_bag OUTPUT``."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('output', type=Path)
-    parser.add_argument('--frames', type=int, default=36)
+    parser.add_argument('--frames', type=int, default=36, help='images in the bag')
+    parser.add_argument('--size', type=int, nargs=2, default=(240, 320), metavar=('H', 'W'),
+                        help='image height and width (4:3 like an RGB-D camera)')
     args = parser.parse_args()
-    path = write_demo_bag(args.output, args.frames)
+    path = write_demo_bag(args.output, args.frames, tuple(args.size))
     total = sum(f.stat().st_size for f in path.rglob('*') if f.is_file())
     print(f'wrote {path} ({total / 2**20:.1f} MB)')
 

@@ -9,6 +9,8 @@ import math
 import time
 from pathlib import Path
 
+from mvfm_ros.pipeline.settings import Settings
+
 LOG = logging.getLogger('mvfm_ros.eval')
 
 
@@ -16,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (also used to document the command)."""
     parser = argparse.ArgumentParser(prog='mvfm-eval', description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('model', help='model checkpoint (.safetensors from mvfm-train)')
+    parser.add_argument('model', help='model checkpoint (.safetensors from mvfm-train or '
+                        'mvfm-convert) or a shipped model: mv-dinov2, demo-vit')
     parser.add_argument('--data', default='procedural',
                         choices=('procedural', '7scenes', 'scannet', 'tum'),
                         help='data source (default: generated scenes)')
@@ -40,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--stream-window', type=int, default=0, metavar='W',
                         help='also score across_window: each view from its own sliding window '
                              'of W views, as the node publishes (use --views > W)')
+    parser.add_argument('--stream-anchor', type=int, default=Settings().window_anchor,
+                        metavar='K', help="with --stream-window: keep each window's reference "
+                        "view K keyframes, as the node's window_anchor setting (0: plain "
+                        'sliding)')
     parser.add_argument('--stereo', type=int, default=0, metavar='N',
                         help='also score two_view_stereo on N generated stereo-rig pairs '
                              '(5-25 cm baselines)')
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mvfm_ros.data.matches import DataConfig, MatchDataset
     from mvfm_ros.eval.evaluate import Evaluator
-    from mvfm_ros.models.factory import load_model
+    from mvfm_ros.models.loading import load_configured_model
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     device = args.device
@@ -135,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     elif device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('mvfm-eval: --device cuda was asked for but CUDA is not available')
-    model = load_model(args.model, map_location=device)
+    model, description, checkpoint = load_configured_model(args.model)
+    model = model.to(device)
+    args.model = str(checkpoint)
+    print(f'model: {description}', flush=True)
     size = tuple(args.size or model.config.input_size or (224, 224))
     data = DataConfig(source=args.data, path=args.path, num_views=args.views, height=size[0],
                       width=size[1], seed=args.seed, stride=args.stride,
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if count == 0 and not (args.lift or args.stereo or args.small_baseline):
         raise SystemExit('mvfm-eval: nothing to evaluate (--windows 0 and no other section)')
     evaluator = Evaluator(model, args.matches, seed=args.seed,
-                          stream_window=args.stream_window)
+                          stream_window=args.stream_window, stream_anchor=args.stream_anchor)
     outputs = []
     start = time.perf_counter()
     for index in tqdm(range(count), desc='eval'):

@@ -102,23 +102,25 @@ def window_features(model: MultiViewModel, sample: MultiViewSample,
 
 
 def node_stream_features(model: MultiViewModel, sample: MultiViewSample,
-                         window_size: int) -> torch.Tensor:
+                         window_size: int, anchor_span: int = 0) -> torch.Tensor:
     """Features ``(V, C, h, w)`` of every view as the node publishes them.
 
-    The views are taken as consecutive keyframes: view ``i`` is computed in its own sliding
-    window (views ``i - window_size + 1 .. i``, the oldest the reference view, as the
-    pipeline's engine runs it), so two views' features generally come from different windows
-    with different companions and reference frames.
+    The views are taken as consecutive keyframes: view ``i`` is computed in its own window,
+    which slides as the node's does (:func:`~mvfm_ros.pipeline.window.slide`: views
+    ``i - window_size + 1 .. i``, the oldest the reference view; with ``anchor_span`` the
+    reference is kept that many keyframes), so two views' features generally come from
+    different windows with different companions.
     """
+    from mvfm_ros.pipeline.window import slide
+
     device = model.device
-    out = []
+    out, members, age = [], [], 0
     with torch.no_grad():
         for i in range(sample.num_views):
-            start = max(0, i - window_size + 1)
-            sl = slice(start, i + 1)
-            feats = model(sample.images[sl].to(device)[None],
-                          sample.intrinsics[sl].to(device)[None],
-                          sample.cam_to_world[sl].to(device)[None])[0]
+            members, age = slide(members, i, window_size, anchor_span, age)
+            feats = model(sample.images[members].to(device)[None],
+                          sample.intrinsics[members].to(device)[None],
+                          sample.cam_to_world[members].to(device)[None])[0]
             out.append(feats[-1])
     return torch.stack(out)
 
@@ -150,7 +152,8 @@ class Evaluator:
     """
 
     def __init__(self, model: MultiViewModel, matches_per_pair: int = 128, seed: int = 0,
-                 max_segments: int = 12, stream_window: int = 0) -> None:
+                 max_segments: int = 12, stream_window: int = 0,
+                 stream_anchor: int = 0) -> None:
         """Start with nothing accumulated.
 
         ``stream_window`` > 0 also scores ``across_window``: each view's features computed in
@@ -166,6 +169,7 @@ class Evaluator:
         self.normals: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.segmentation = {m: [] for m in ('base', 'multiview')}
         self.stream_window = stream_window
+        self.stream_anchor = stream_anchor
         self.across = {m: _Errors() for m in ('base', 'multiview')}
         self.across_gap = {m: defaultdict(_Errors) for m in ('base', 'multiview')}
         # Named sections: two_view_stereo (stereo-rig windows added as such) and small_baseline
@@ -184,7 +188,8 @@ class Evaluator:
         """
         feats = window_features(self.model, sample)
         ratios = baseline_ratios(sample)
-        streamed = (node_stream_features(self.model, sample, self.stream_window)
+        streamed = (node_stream_features(self.model, sample, self.stream_window,
+                                         self.stream_anchor)
                     if self.stream_window else None)
         height, width = sample.image_size
         rows = window_matches(sample, self.matches_per_pair, self.generator)
@@ -259,7 +264,8 @@ class Evaluator:
             across = {m: e.summary() for m, e in self.across.items()}
             base_err = across['base']['loc_err']
             out['across_window'] = {
-                'window_size': self.stream_window, **across,
+                'window_size': self.stream_window, 'anchor_span': self.stream_anchor,
+                **across,
                 'loc_err_ratio_mv_to_base': (across['multiview']['loc_err'] / base_err
                                              if base_err else math.nan),
                 'by_gap': {m: {g: self.across_gap[m][g].summary()

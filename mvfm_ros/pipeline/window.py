@@ -49,12 +49,43 @@ class Keyframe:
     prepared: Prepared | None = None
 
 
+def slide(members: list, new, size: int, anchor_span: int = 0,
+          anchor_age: int = 0) -> tuple[list, int]:
+    """Return a window's members (oldest first) after ``new`` enters, and the anchor's age.
+
+    Without an anchor (``anchor_span`` 0) the oldest member leaves when the window is full. With
+    one, the oldest member is the window's anchor (its reference view, which fixes the frame of
+    the pose conditioning) and stays for ``anchor_span`` keyframes after it became the anchor
+    while the others slide past it, so keyframes up to ``anchor_span`` apart are computed in the
+    same reference frame even when they share no other view; then it leaves and the next
+    oldest takes over.
+
+    Args:
+        members: the window now, oldest first.
+        new: the entering keyframe.
+        size: most members.
+        anchor_span: keyframes an anchor is kept (0: a plain sliding window).
+        anchor_age: keyframes that entered since the current anchor became it.
+    """
+    members = [*members, new]
+    anchor_age = anchor_age + 1 if len(members) > 1 else 0
+    if len(members) > size:
+        if anchor_span and anchor_age < anchor_span and size > 1:
+            del members[1]
+        else:
+            del members[0]
+            anchor_age = 0
+    return members, anchor_age
+
+
 @dataclass
 class Window:
     """The keyframes of the sliding window (oldest first) and the state that follows them.
 
     Attributes:
         size: most keyframes held.
+        anchor_span: keyframes the oldest (the reference view) is kept while the others slide
+            (0: a plain sliding window; :func:`slide`).
         keyframes: the window, oldest first.
         lift: what lifting remembers about the window's keyframes.
         centres: k-means centres of the last window (warm start: ids stay stable).
@@ -63,11 +94,13 @@ class Window:
     """
 
     size: int
+    anchor_span: int = 0
     keyframes: collections.deque[Keyframe] = field(default_factory=collections.deque)
     lift: LiftMemory = field(default_factory=LiftMemory)
     centres: torch.Tensor | None = None
     prompt: np.ndarray | None = None
     epoch: int = 0
+    anchor_age: int = 0
 
     @property
     def frames(self) -> list[Frame]:
@@ -75,10 +108,10 @@ class Window:
         return [k.frame for k in self.keyframes]
 
     def push(self, frame: Frame) -> None:
-        """Add a keyframe; the oldest leaves when the window is full, with its state."""
-        self.keyframes.append(Keyframe(frame))
-        while len(self.keyframes) > self.size:
-            self.keyframes.popleft()
+        """Add a keyframe; when the window is full one leaves (:func:`slide`), with its state."""
+        members, self.anchor_age = slide(list(self.keyframes), Keyframe(frame), self.size,
+                                         self.anchor_span, self.anchor_age)
+        self.keyframes = collections.deque(members)
         self.lift.keep({k.frame.uid for k in self.keyframes})
 
     def reset(self, epoch: int) -> None:
@@ -87,6 +120,7 @@ class Window:
         self.lift = LiftMemory()
         self.centres = None
         self.epoch = epoch
+        self.anchor_age = 0
 
     def outputs_of(self, uid: int) -> dict[str, np.ndarray]:
         """Per-view (not lifted) operator outputs of a keyframe still in the window."""
