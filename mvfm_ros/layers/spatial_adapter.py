@@ -45,16 +45,7 @@ class SpatialAdapter(nn.Module):
 
     def forward(self, tokens: torch.Tensor, num_views: int,
                 rays: torch.Tensor | None = None) -> torch.Tensor:
-        """Return the update for the tokens.
-
-        Args:
-            tokens: ``(B * V, T, D)`` tokens of every view, views of a sample contiguous.
-            num_views: V.
-            rays: ``(B * V, T, ray_dim)`` ray tokens, required when ``ray_dim > 0``.
-
-        Returns:
-            ``(B * V, T, D)`` update.
-        """
+        """Return the ``(B * V, T, D)`` update; arguments as :meth:`MVAdapter.forward`."""
         tokens = with_rays(tokens, rays, self.ray_dim)
         n, t, _ = tokens.shape
         h = tokens.reshape(n // num_views, num_views * t, -1)
