@@ -64,3 +64,35 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys) -> None:
         assert 'overhead_fraction' in row['engine']
     table = capsys.readouterr().out
     assert 'MV/base' in table and 'head:2' in table
+
+
+def test_the_soak_measures_the_node_process_under_its_launcher() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mvfm_ros.bench.soak import node_pid, rss_mb
+
+    # A launcher whose own command line does not name the child, as `ros2 launch` does not
+    # name perception_node.
+    launcher = subprocess.Popen([sys.executable, '-c', 'import subprocess; '
+                                 "subprocess.run(['sle' + 'ep', '30'])"])
+    found = None
+    try:
+        deadline = time.monotonic() + 20
+        while found is None and time.monotonic() < deadline:
+            try:
+                found = node_pid(launcher.pid, 'sleep')
+            except RuntimeError:
+                time.sleep(0.05)
+        assert found is not None and found != launcher.pid
+        assert rss_mb(found) < rss_mb(launcher.pid)  # sleep is far smaller than Python
+        with pytest.raises(RuntimeError, match='no perception_node process'):
+            node_pid(launcher.pid)
+    finally:
+        if found is not None:
+            os.kill(found, signal.SIGKILL)
+        launcher.kill()
+        launcher.wait()

@@ -24,6 +24,7 @@ from mvfm_ros.pipeline.stats import POSE_FAILURES
 
 SIZE = (480, 640)
 WARMUP_S = 60.0
+DRAIN_S = 15.0  # after the last frame, the most seconds to wait for the node to count it
 
 
 def rss_mb(pid: int) -> float:
@@ -32,6 +33,21 @@ def rss_mb(pid: int) -> float:
         if line.startswith('VmRSS:'):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f'no VmRSS for process {pid}')
+
+
+def node_pid(pid: int, name: str = 'perception_node') -> int:
+    """Return the process running ``name``: ``pid`` or, under ``ros2 launch``, a descendant."""
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            if name in Path(f'/proc/{current}/cmdline').read_bytes().decode(errors='replace'):
+                return current
+            children = Path(f'/proc/{current}/task/{current}/children').read_text().split()
+        except OSError:  # the process ended meanwhile
+            continue
+        todo += [int(child) for child in children]
+    raise RuntimeError(f'no {name} process under {pid}')
 
 
 def _frames(bag: Path) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
@@ -61,6 +77,21 @@ def _frames(bag: Path) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
     return images, k, poses
 
 
+def _row(session, start: float, sent: int) -> dict[str, float]:
+    """One sample: memory of the node, rates, pose failures and delays, counts."""
+    d = session.diagnostics
+    return {'t_s': round(time.monotonic() - start, 1),
+            'rss_mb': rss_mb(node_pid(session.process.pid)), 'sent': sent,
+            'outputs': session.counts['features'],
+            'input_rate_hz': float(d.get('input_rate_recent_hz', 0)),
+            'output_rate_hz': float(d.get('output_rate_recent_hz', 0)),
+            'pose_failures': sum(int(d.get(key, 0)) for key in POSE_FAILURES),
+            'pose_delay_p90_s': float(d.get('pose_delay_p90_s', 0)),
+            'pose_delay_max_s': float(d.get('pose_delay_max_s', 0)),
+            'frames_received': int(d.get('frames_received', 0)),
+            'frames_dropped': int(d.get('frames_dropped', 0))}
+
+
 def run_soak(minutes: float, rate: float, output: Path, bag: Path, model: str = 'demo-vit',
              interval: float = 10.0) -> dict[str, Any]:
     """Run the soak of ``model`` (a shipped name or a file); return the rows and the summary."""
@@ -69,7 +100,9 @@ def run_soak(minutes: float, rate: float, output: Path, bag: Path, model: str = 
 
     images, k, poses = _frames(bag)
     output.mkdir(parents=True, exist_ok=True)
-    transport = os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', "UDPv4 (the node's default)")
+    profile = os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE')
+    transport = os.environ.get('FASTDDS_BUILTIN_TRANSPORTS') or (
+        f'profile {Path(profile).name}' if profile else "the node's default")
     session = Session({'diagnostics_period': 1.0, 'checkpoint': model}, output / 'node.log',
                       keep_outputs=False)
     build = rclpy_factory()
@@ -99,20 +132,18 @@ def run_soak(minutes: float, rate: float, output: Path, bag: Path, model: str = 
             sent += 1
             longest_gap = max(longest_gap, time.monotonic() - session.last_output)
             if time.monotonic() >= next_sample:
-                d = session.diagnostics
-                rows.append({
-                    't_s': round(time.monotonic() - start, 1), 'rss_mb': rss_mb(
-                        session.process.pid), 'sent': sent,
-                    'outputs': session.counts['features'],
-                    'input_rate_hz': float(d.get('input_rate_recent_hz', 0)),
-                    'output_rate_hz': float(d.get('output_rate_recent_hz', 0)),
-                    'pose_failures': sum(int(d.get(key, 0)) for key in POSE_FAILURES),
-                    'pose_delay_p90_s': float(d.get('pose_delay_p90_s', 0)),
-                    'pose_delay_max_s': float(d.get('pose_delay_max_s', 0)),
-                    'frames_received': int(d.get('frames_received', 0)),
-                    'frames_dropped': int(d.get('frames_dropped', 0))})
+                rows.append(_row(session, start, sent))
                 print(' '.join(f'{key} {value}' for key, value in rows[-1].items()), flush=True)
                 next_sample += interval
+        # Drained: the node's diagnostics (every second) catch up with the last frames sent
+        # before the final row, so received and sent are compared at the same moment.
+        deadline = time.monotonic() + DRAIN_S
+        while (time.monotonic() < deadline
+               and int(session.diagnostics.get('frames_received', 0)) < sent):
+            session.spin(0.2)
+        session.spin(1.5)
+        rows.append(_row(session, start, sent))
+        print(' '.join(f'{key} {value}' for key, value in rows[-1].items()), flush=True)
     finally:
         code = session.close()
     return {'minutes': minutes, 'rate_hz': rate, 'size': list(SIZE), 'model': model,
