@@ -24,6 +24,7 @@ def with_rays(tokens: torch.Tensor, rays: torch.Tensor | None, ray_dim: int) -> 
         raise ValueError('this adapter is conditioned on rays; none were given')
     return torch.cat((tokens, rays.to(tokens.dtype)), dim=-1)
 
+
 class MVAdapter(nn.Module):
     """One multi-view adapter, placed after a frozen transformer block.
 

